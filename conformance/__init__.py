@@ -1,0 +1,27 @@
+"""airflow-executor-conformance: certify an Airflow executor against the scheduler's contract.
+
+This package must stay cheap to import: the pytest plugin is loaded by every pytest run in an
+environment where it is installed, and the probe shim runs once per probe task. Nothing here may
+import Airflow at module level; the heavy pieces are imported lazily where they are used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["ExecutorProfile", "__version__"]
+
+if TYPE_CHECKING:
+    from conformance.profile import ExecutorProfile
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy re-export so that ``from conformance import ExecutorProfile`` works without
+    # importing the profile machinery (and Airflow) when the package is merely loaded.
+    if name == "ExecutorProfile":
+        from conformance.profile import ExecutorProfile
+
+        return ExecutorProfile
+    raise AttributeError(name)

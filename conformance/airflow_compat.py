@@ -1,0 +1,275 @@
+"""The one module that knows Airflow 2 from Airflow 3.
+
+Checks, the harness and the plugin never branch on ``airflow.__version__``; they ask this module.
+It hides four differences behind a small API:
+
+* how a task is *described* to an executor: 2.x hands over an ``airflow tasks run ...`` command via
+  ``queue_command``; 3.x hands over an ``ExecuteTask`` workload via ``queue_workload``;
+* how a DB-less ``TaskInstance`` is built (2.10+ needs a ``DagRun`` attached, because
+  ``_process_tasks`` reads ``ti.dag_run`` for tracing; 3.3 needs a ``dag_version_id``);
+* how stuck-in-queued tasks are handed back (``revoke_task`` first, 2.x falls back to
+  ``cleanup_stuck_queued_tasks`` exactly like ``SchedulerJobRunner._handle_tasks_stuck_in_queued``);
+* which compatibility attributes the installed ``BaseExecutor`` defines (SPEC ATTR-1).
+
+Airflow is imported lazily, inside functions: the version itself is read from package metadata so
+that the plugin can decide what to do without paying Airflow's import cost.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+#: Compatibility attributes and their expected types, per Airflow major (AIRFLOW-CONTRACT-NOTES §1.1).
+#: Only those that the *installed* BaseExecutor defines are checked (see ``compat_attributes``).
+_ATTRIBUTE_TYPES: dict[str, type] = {
+    "supports_ad_hoc_ti_run": bool,
+    "supports_pickling": bool,
+    "supports_sentry": bool,
+    "sentry_integration": str,
+    "is_local": bool,
+    "is_single_threaded": bool,
+    "is_production": bool,
+    "change_sensor_mode_to_reschedule": bool,
+    "serve_logs": bool,
+    "supports_callbacks": bool,
+    "supports_multi_team": bool,
+    "supports_connection_test": bool,
+    "pre_assigns_external_executor_id": bool,
+}
+
+
+class StuckHandlingUnsupported(Exception):
+    """The executor raised NotImplementedError for every stuck-in-queued entry point (SPEC STUCK)."""
+
+
+@functools.lru_cache(maxsize=1)
+def airflow_version() -> tuple[int, int, int]:
+    """Installed Airflow version as (major, minor, micro), read from metadata (no import)."""
+    raw = metadata.version("apache-airflow")
+    parts: list[int] = []
+    for piece in raw.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    while len(parts) < 3:
+        parts.append(0)
+    return parts[0], parts[1], parts[2]
+
+
+def major() -> int:
+    return airflow_version()[0]
+
+
+def is_airflow3() -> bool:
+    return major() >= 3
+
+
+def version_string() -> str:
+    return metadata.version("apache-airflow")
+
+
+def state_enum() -> Any:
+    """``TaskInstanceState`` of the installed Airflow."""
+    from airflow.utils.state import TaskInstanceState
+
+    return TaskInstanceState
+
+
+def terminal_states() -> frozenset[Any]:
+    s = state_enum()
+    return frozenset({s.SUCCESS, s.FAILED})
+
+
+def base_executor_class() -> type:
+    from airflow.executors.base_executor import BaseExecutor
+
+    return BaseExecutor
+
+
+def compat_attributes() -> dict[str, type]:
+    """Compatibility attributes the installed BaseExecutor defines, with their expected type."""
+    base = base_executor_class()
+    return {name: typ for name, typ in _ATTRIBUTE_TYPES.items() if hasattr(base, name)}
+
+
+def make_key(dag_id: str, task_id: str, run_id: str, try_number: int = 1, map_index: int = -1) -> Any:
+    from airflow.models.taskinstancekey import TaskInstanceKey
+
+    return TaskInstanceKey(dag_id, task_id, run_id, try_number, map_index)
+
+
+@dataclass
+class TaskHandle:
+    """Everything needed to hand one task to an executor the way the installed scheduler does.
+
+    ``ti`` is a real ``TaskInstance`` (what ``has_task``, ``revoke_task``, ``try_adopt_task_instances``
+    and 2.x ``queue_command`` take); ``workload`` is the 3.x ``ExecuteTask``; ``command`` the 2.x
+    ``airflow tasks run`` command line.
+    """
+
+    key: Any
+    ti: Any
+    priority: int
+    queue: str
+    workload: Any = None
+    command: list[str] = field(default_factory=list)
+
+    @property
+    def dag_id(self) -> str:
+        return str(self.key.dag_id)
+
+    @property
+    def task_id(self) -> str:
+        return str(self.key.task_id)
+
+
+@functools.lru_cache(maxsize=None)
+def _dag(dag_id: str) -> Any:
+    start = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+    if is_airflow3():
+        from airflow.sdk import DAG
+    else:
+        from airflow.models.dag import DAG
+    return DAG(dag_id, start_date=start, schedule=None)
+
+
+def _operator(dag: Any, task_id: str, priority: int, queue: str) -> Any:
+    if is_airflow3():
+        from airflow.providers.standard.operators.empty import EmptyOperator
+    else:
+        from airflow.operators.empty import EmptyOperator
+    if task_id in dag.task_dict:
+        return dag.task_dict[task_id]
+    return EmptyOperator(task_id=task_id, dag=dag, priority_weight=priority, queue=queue)
+
+
+def _set_try_number(ti: Any, try_number: int) -> None:
+    if major() == 2 and version_less((2, 10)):
+        # Before 2.10 ``try_number`` was a property over ``_try_number`` (+1 unless running).
+        ti._try_number = try_number
+    else:
+        ti.try_number = try_number
+
+
+def version_less(bound: tuple[int, int]) -> bool:
+    return airflow_version()[:2] < bound
+
+
+def make_task(
+    dag_id: str,
+    task_id: str,
+    run_id: str = "conformance_run",
+    *,
+    try_number: int = 1,
+    map_index: int = -1,
+    priority: int = 1,
+    queue: str = "default",
+) -> TaskHandle:
+    """Build a DB-less TaskInstance plus what the installed scheduler would queue for it."""
+    from airflow.models.taskinstance import TaskInstance
+
+    dag = _dag(dag_id)
+    op = _operator(dag, task_id, priority, queue)
+    if is_airflow3():
+        ti = TaskInstance(op, run_id=run_id, dag_version_id=uuid.uuid4(), map_index=map_index)
+    else:
+        ti = TaskInstance(op, run_id=run_id, map_index=map_index)
+        from airflow.models.dagrun import DagRun
+
+        # 2.10+ traces dispatch with ``ti.dag_run.start_date``; the scheduler always has one.
+        ti.dag_run = DagRun(dag_id=dag_id, run_id=run_id, start_date=dag.start_date)
+    _set_try_number(ti, try_number)
+    ti.priority_weight = priority
+    ti.queue = queue
+    ti.state = state_enum().QUEUED
+    handle = TaskHandle(key=ti.key, ti=ti, priority=priority, queue=queue)
+    if is_airflow3():
+        handle.workload = _make_workload(ti)
+    else:
+        handle.command = tasks_run_command(dag_id, task_id, run_id, map_index)
+    return handle
+
+
+def tasks_run_command(dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> list[str]:
+    """The ``airflow tasks run`` command the 2.x scheduler builds (``command_as_list(local=True)``)."""
+    cmd = ["airflow", "tasks", "run", dag_id, task_id, run_id, "--local"]
+    if map_index >= 0:
+        cmd += ["--map-index", str(map_index)]
+    return cmd
+
+
+def _make_workload(ti: Any) -> Any:
+    from airflow.executors import workloads
+
+    dto_cls = getattr(workloads, "TaskInstanceDTO", None) or workloads.TaskInstance
+    dto = dto_cls.model_validate(ti, from_attributes=True)
+    return workloads.ExecuteTask(
+        ti=dto,
+        dag_rel_path=f"{ti.dag_id}.py",
+        token="",
+        log_path=None,
+        bundle_info=workloads.BundleInfo(name="conformance", version=None),
+    )
+
+
+def queue_task(executor: Any, handle: TaskHandle) -> None:
+    """Queue a task as the installed scheduler does (2.x ``queue_command``, 3.x ``queue_workload``)."""
+    if is_airflow3():
+        executor.queue_workload(handle.workload, session=None)
+    else:
+        executor.queue_command(handle.ti, handle.command, priority=handle.priority, queue=handle.queue)
+
+
+def handle_stuck(executor: Any, tis: Sequence[Any]) -> list[str]:
+    """Hand stuck-in-queued TIs back, mirroring the installed scheduler.
+
+    2.10+/3.x: ``revoke_task(ti=...)`` per TI; on NotImplementedError 2.x falls back to
+    ``cleanup_stuck_queued_tasks(tis=...)`` and logs each returned item; 3.x skips the executor.
+    Returns the reprs the 2.x fallback produced (empty for revoke). Raises StuckHandlingUnsupported.
+    """
+    if hasattr(executor, "revoke_task"):
+        try:
+            for ti in tis:
+                executor.revoke_task(ti=ti)
+            return []
+        except NotImplementedError:
+            pass
+    if hasattr(executor, "cleanup_stuck_queued_tasks"):
+        try:
+            return [str(item) for item in _iterate(executor.cleanup_stuck_queued_tasks(tis=list(tis)))]
+        except NotImplementedError:
+            pass
+    raise StuckHandlingUnsupported(type(executor).__name__)
+
+
+def _iterate(result: Any) -> Iterable[Any]:
+    # The 2.x scheduler iterates the result in a for loop: anything iterable is consumable.
+    return iter(result)
+
+
+def has_stuck_handling_api() -> dict[str, bool]:
+    base = base_executor_class()
+    return {"revoke_task": hasattr(base, "revoke_task"),
+            "cleanup_stuck_queued_tasks": hasattr(base, "cleanup_stuck_queued_tasks")}
+
+
+def adoption_ready(handle: TaskHandle, *, job_id: int, external_executor_id: str | None, running: bool) -> Any:
+    """Shape a TI the way ``adopt_or_reset_orphaned_tasks`` hands it to ``try_adopt_task_instances``."""
+    ti = handle.ti
+    ti.queued_by_job_id = job_id
+    ti.external_executor_id = external_executor_id
+    states = state_enum()
+    ti.state = states.RUNNING if running else states.QUEUED
+    return ti
+
+
+def new_try(handle: TaskHandle) -> TaskHandle:
+    """The same TI queued again with the next try number (what the scheduler does after a revoke)."""
+    key = handle.key
+    return make_task(key.dag_id, key.task_id, key.run_id, try_number=key.try_number + 1,
+                     map_index=key.map_index, priority=handle.priority, queue=handle.queue)

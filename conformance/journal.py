@@ -1,0 +1,179 @@
+"""The journal: ground truth of what probe work really ran, where, when and how often.
+
+Probe runs append JSON lines to ``<journal_dir>/journal.jsonl``. Each entry is written with a single
+``write(2)`` on a descriptor opened with ``O_APPEND``, which the kernel applies atomically to the end
+of a local file, so any number of processes (forked, spawned, subprocesses, several executors) can
+write concurrently without locks. Each xdist worker has its own sandbox and therefore its own journal.
+
+Times are ``time.monotonic()`` (CLOCK_MONOTONIC is system-wide on Linux, so entries from different
+processes on this host are comparable with each other and with the harness's transcript).
+
+Reading never modifies the file: checks take a ``Journal`` snapshot whenever they need one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_VAR = "CONFORMANCE_JOURNAL_DIR"
+FILENAME = "journal.jsonl"
+
+
+def current_dir() -> Path:
+    """The journal directory of this process's sandbox (inherited through the environment)."""
+    value = os.environ.get(ENV_VAR)
+    if not value:
+        raise RuntimeError(f"{ENV_VAR} is not set: a probe ran outside a conformance sandbox")
+    return Path(value)
+
+
+def append(journal_dir: Path, entry: dict[str, Any]) -> None:
+    line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
+    fd = os.open(journal_dir / FILENAME, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie (a zombie's work is over)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@dataclass(frozen=True)
+class ProbeRun:
+    """One execution of a probe: its start entry and, once it finished, its end entry."""
+
+    start: dict[str, Any]
+    end: dict[str, Any] | None
+
+    @property
+    def task_id(self) -> str:
+        return str(self.start["task_id"])
+
+    @property
+    def nonce(self) -> str:
+        return str(self.start["nonce"])
+
+    @property
+    def try_number(self) -> int | None:
+        value = self.start.get("try_number")
+        return None if value is None else int(value)
+
+    @property
+    def pid(self) -> int:
+        return int(self.start["pid"])
+
+    @property
+    def host(self) -> str:
+        return str(self.start["host"])
+
+    @property
+    def started(self) -> float:
+        return float(self.start["t"])
+
+    @property
+    def finished(self) -> float | None:
+        return None if self.end is None else float(self.end["t"])
+
+    @property
+    def outcome(self) -> str | None:
+        return None if self.end is None else str(self.end["outcome"])
+
+    def overlaps(self, other: ProbeRun, now: float) -> bool:
+        a_end = self.finished if self.finished is not None else now
+        b_end = other.finished if other.finished is not None else now
+        return self.started < b_end and other.started < a_end
+
+    def describe(self) -> str:
+        ended = f"ended {self.outcome} at {self.finished:.3f}" if self.end else "no end entry"
+        return (f"{self.task_id} try={self.try_number} pid={self.pid} via={self.start.get('via')} "
+                f"started {self.started:.3f}, {ended}")
+
+
+class Journal:
+    """A snapshot of the journal with the queries the checks need."""
+
+    def __init__(self, journal_dir: Path):
+        self.dir = journal_dir
+        self.runs: list[ProbeRun] = list(_read_runs(journal_dir / FILENAME))
+
+    def refresh(self) -> Journal:
+        return Journal(self.dir)
+
+    def runs_of(self, task_id: str, try_number: int | None = None) -> list[ProbeRun]:
+        return [r for r in self.runs
+                if r.task_id == task_id and (try_number is None or r.try_number == try_number)]
+
+    def started(self, task_id: str) -> bool:
+        return bool(self.runs_of(task_id))
+
+    def finished(self, task_id: str) -> bool:
+        return any(r.end is not None for r in self.runs_of(task_id))
+
+    def runs_after(self, moment: float) -> list[ProbeRun]:
+        return [r for r in self.runs if r.started >= moment]
+
+    def still_running(self) -> list[ProbeRun]:
+        """Runs with no end entry whose process is still alive (a hang, or a leak)."""
+        return [r for r in self.runs if r.end is None and pid_alive(r.pid)]
+
+    def max_concurrency(self, task_ids: Iterable[str] | None = None, now: float | None = None) -> int:
+        """Largest number of runs in progress at the same moment (sweep over start/end times)."""
+        wanted = None if task_ids is None else set(task_ids)
+        horizon = now if now is not None else float("inf")
+        points: list[tuple[float, int]] = []
+        for run in self.runs:
+            if wanted is not None and run.task_id not in wanted:
+                continue
+            points.append((run.started, 1))
+            points.append((run.finished if run.finished is not None else horizon, -1))
+        points.sort(key=lambda p: (p[0], p[1]))  # ends before starts at the same instant
+        current = best = 0
+        for _, delta in points:
+            current += delta
+            best = max(best, current)
+        return best
+
+    def overlapping_pairs(self, now: float) -> list[tuple[ProbeRun, ProbeRun]]:
+        pairs = []
+        for i, a in enumerate(self.runs):
+            for b in self.runs[i + 1:]:
+                if a.overlaps(b, now):
+                    pairs.append((a, b))
+        return pairs
+
+
+def _read_runs(path: Path) -> Iterable[ProbeRun]:
+    if not path.exists():
+        return []
+    starts: dict[str, dict[str, Any]] = {}
+    ends: dict[str, dict[str, Any]] = {}
+    order: list[str] = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                break  # a writer is mid-line; the next snapshot will see it
+            entry = json.loads(line)
+            if entry["event"] == "start":
+                starts[entry["run"]] = entry
+                order.append(entry["run"])
+            else:
+                ends[entry["run"]] = entry
+    return [ProbeRun(starts[uid], ends.get(uid)) for uid in order]
