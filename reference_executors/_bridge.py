@@ -1,0 +1,77 @@
+"""Everything in the reference executors that differs between Airflow 2 and Airflow 3, in one place.
+
+* 2.x describes a task as an ``airflow tasks run ...`` command (``execute_async``); 3.x as an
+  ``ExecuteTask`` workload (``_process_workloads``). Both end up in ``run_here``, which runs the task
+  in the *current* process -- the reference executors call it in a freshly forked child.
+* 2.7 has no ``running_state()`` helper and no ``remove_running`` parameter.
+* 3.0-3.2's ``BaseExecutor.queue_workload`` does not store ``ExecuteTask`` workloads; 3.3's does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow import __version__ as _AIRFLOW_VERSION
+from airflow.executors.base_executor import BaseExecutor
+from airflow.utils.state import TaskInstanceState
+
+AIRFLOW_MAJOR = int(_AIRFLOW_VERSION.split(".")[0])
+IS_AIRFLOW3 = AIRFLOW_MAJOR >= 3
+#: 3.3 moved workload queueing into the base class; earlier 3.x releases leave it to the executor.
+BASE_STORES_WORKLOADS = IS_AIRFLOW3 and hasattr(BaseExecutor, "_get_workloads_to_schedule")
+
+
+def task_payload_key(payload: Any) -> Any:
+    """The TaskInstanceKey of a 3.x workload (2.x hands the key separately)."""
+    return payload.ti.key
+
+
+def prepare_parent() -> None:
+    """Warm what every forked child needs, once, in the executor's process."""
+    if not IS_AIRFLOW3:
+        from airflow.cli.cli_parser import get_parser
+
+        get_parser()  # lru-cached: children inherit the built parser through fork
+
+
+def run_here(payload: Any) -> None:
+    """Run one task in this process; raises if the task's runner failed.
+
+    2.x: ``payload`` is the ``airflow tasks run`` command; parsed and run in-process exactly like
+    Airflow's own LocalExecutor does by default (``_execute_work_in_fork``). A non-zero exit code of
+    the command (``SystemExit``) is a failure.
+
+    3.x: ``payload`` is an ``ExecuteTask``; Airflow's own ``BaseExecutor.run_workload`` (3.3) or the
+    Task SDK ``supervise`` (3.0-3.2) runs it. As in Airflow's LocalExecutor the supervisor's return
+    code is not a verdict: the task reports its own state to the API server; an executor FAILED means
+    the supervisor itself could not run the task (SPEC EVT-1).
+    """
+    if IS_AIRFLOW3:
+        if hasattr(BaseExecutor, "run_workload"):
+            BaseExecutor.run_workload(payload, subprocess_logs_to_stdout=True)
+        else:  # 3.0-3.2
+            from airflow.sdk.execution_time.supervisor import supervise
+
+            supervise(ti=payload.ti, dag_rel_path=payload.dag_rel_path, bundle_info=payload.bundle_info,
+                      token=payload.token, log_path=payload.log_path, subprocess_logs_to_stdout=True)
+        return
+    from airflow.cli.cli_parser import get_parser
+
+    if list(payload[:3]) != ["airflow", "tasks", "run"]:
+        raise ValueError(f"not an 'airflow tasks run' command: {payload!r}")
+    args = get_parser().parse_args(list(payload[1:]))
+    args.shut_down_logging = False
+    try:
+        args.func(args)
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise RuntimeError(f"task command exited with {exc.code}") from None
+
+
+def report_running(executor: BaseExecutor, key: Any, external_id: str) -> None:
+    """Send RUNNING with the external id, keeping the key in ``running`` (SPEC EVT-4 trap)."""
+    if hasattr(executor, "running_state"):
+        executor.running_state(key, info=external_id)
+    else:  # 2.7: change_state always removes from running
+        executor.change_state(key, TaskInstanceState.RUNNING, external_id)
+        executor.running.add(key)

@@ -1,0 +1,228 @@
+"""One task, one process, and a durable record of it on disk.
+
+Each task runs in a child forked from the executor's process, in a *new session* (so it has its own
+process group: ``terminate``/``revoke_task`` can stop the task and everything it started with one
+``killpg``, and the task survives the scheduler process dying). The child writes its verdict into the
+state directory before it exits. The state directory, not the executor's memory, is the source of
+truth: a new executor instance after a scheduler restart finds the record through the TI's
+``external_executor_id`` and picks up the verdict -- adoption without running anything again.
+
+Files per task, named by its external id ``<id>``:
+``<id>.json`` (key, pid, log path), ``<id>.result.json`` (state and info, written atomically by the
+child), and the task log under ``logs/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SUCCESS = "success"
+FAILED = "failed"
+#: How long a task gets to stop after SIGTERM before it is SIGKILLed (terminate, revoke).
+STOP_GRACE_SECONDS = 2.0
+
+
+def new_external_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(8)}"
+
+
+def key_fields(key: Any) -> list[Any]:
+    return [key.dag_id, key.task_id, key.run_id, key.try_number, key.map_index]
+
+
+def log_path(state_dir: Path, key_parts: list[Any]) -> Path:
+    dag_id, task_id, run_id, try_number, map_index = key_parts
+    return state_dir / "logs" / str(dag_id) / str(run_id) / str(task_id) / f"map{map_index}" / f"try{try_number}.log"
+
+
+def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@dataclass
+class TaskProcess:
+    """A task running (or finished) in its own process group, known by its external id."""
+
+    external_id: str
+    key_parts: list[Any]
+    pid: int
+    state_dir: Path
+    exit_status: int | None = None
+
+    @property
+    def record_path(self) -> Path:
+        return self.state_dir / f"{self.external_id}.json"
+
+    @property
+    def result_path(self) -> Path:
+        return self.state_dir / f"{self.external_id}.result.json"
+
+    # -- starting ------------------------------------------------------------------------------
+    @classmethod
+    def launch(cls, state_dir: Path, external_id: str, key: Any,
+               run: Callable[[], None]) -> TaskProcess:
+        """Fork a child in a new session that calls ``run()`` and records the verdict."""
+        parts = key_fields(key)
+        logfile = log_path(state_dir, parts)
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        proc = cls(external_id, parts, pid=0, state_dir=state_dir)
+        pid = os.fork()
+        if pid == 0:  # the child never returns from here
+            _child_main(proc, logfile, run)
+        proc.pid = pid
+        _write_json_atomically(proc.record_path, {"key": parts, "pid": pid, "log": str(logfile),
+                                                  "started": time.time()})
+        return proc
+
+    @classmethod
+    def from_record(cls, state_dir: Path, external_id: str) -> TaskProcess | None:
+        """Re-attach to a task another executor instance started (adoption)."""
+        try:
+            record = json.loads((state_dir / f"{external_id}.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return cls(external_id, list(record["key"]), int(record["pid"]), state_dir)
+
+    # -- observing -----------------------------------------------------------------------------
+    def poll(self) -> tuple[str, str] | None:
+        """``(state, info)`` once the task is over, else None. Never blocks."""
+        if self.exit_status is None:
+            self._reap(block=False)
+        result = self._read_result()
+        if result is not None:
+            return result
+        if self.exit_status is not None:
+            return FAILED, f"task process ended without a verdict ({_describe_status(self.exit_status)})"
+        if self.exit_status is None and not self._is_child() and not _pid_alive(self.pid):
+            return FAILED, "task process vanished without a verdict"
+        return None
+
+    def wait(self) -> tuple[str, str]:
+        """Block until the task is over (used by the sequential executor and by ``end``)."""
+        waiter = threading.Event()
+        while True:
+            if self._is_child():
+                self._reap(block=True)
+            outcome = self.poll()
+            if outcome is not None:
+                return outcome
+            waiter.wait(0.02)  # not our child (adopted): nothing to block on but its liveness
+
+    def stop(self) -> None:
+        """SIGTERM the task's process group, SIGKILL it after a grace period, and reap it."""
+        self._signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        waiter = threading.Event()
+        while self._running() and time.monotonic() < deadline:
+            waiter.wait(0.01)
+        if self._running():
+            self._signal(signal.SIGKILL)
+            self._reap(block=True)
+
+    def forget(self) -> None:
+        """Remove the durable record once the verdict was reported (the log is kept)."""
+        for path in (self.record_path, self.result_path):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass
+
+    # -- internals -----------------------------------------------------------------------------
+    def _running(self) -> bool:
+        if self.exit_status is None:
+            self._reap(block=False)
+        return self.exit_status is None and _pid_alive(self.pid)
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            try:
+                os.kill(self.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    def _is_child(self) -> bool:
+        return self.exit_status is None and _is_our_child(self.pid)
+
+    def _reap(self, block: bool) -> None:
+        try:
+            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            return  # not our child (adopted) or already reaped
+        if pid == self.pid:
+            self.exit_status = status
+
+    def _read_result(self) -> tuple[str, str] | None:
+        try:
+            data = json.loads(self.result_path.read_text())
+        except (OSError, ValueError):
+            return None
+        return str(data["state"]), str(data.get("info", ""))
+
+
+def _is_our_child(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return False
+    return ppid == os.getpid()
+
+
+def _describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit code {os.WEXITSTATUS(status)}"
+
+
+def _child_main(proc: TaskProcess, logfile: Path, run: Callable[[], None]) -> None:
+    code = 1
+    try:
+        os.setsid()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        fd = os.open(logfile, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        try:
+            run()
+            verdict = {"state": SUCCESS, "info": proc.external_id}
+        except BaseException as exc:
+            traceback.print_exc()
+            verdict = {"state": FAILED, "info": f"{type(exc).__name__}: {exc}"}
+        _write_json_atomically(proc.result_path, verdict)
+        code = 0
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)

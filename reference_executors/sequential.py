@@ -1,0 +1,60 @@
+"""SequentialExecutor: one task at a time, run to completion inside the heartbeat."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reference_executors._base import ReferenceExecutorBase
+from reference_executors._process import FAILED, new_external_id
+
+
+class SequentialExecutor(ReferenceExecutorBase):
+    """Runs each dispatched task to completion inside ``sync()``, so a heartbeat finishes it.
+
+    ``parallelism`` is fixed at 1: it is the truth (one task at a time), and it keeps the scheduler's
+    slot accounting honest -- Airflow 2's own SequentialExecutor advertises 32 slots it never uses.
+    """
+
+    is_local = True  # tasks run in this process's host, one by one
+    serve_logs = True  # logs are local files
+    is_single_threaded = True  # 2.x allows sqlite for single-threaded executors: never overlap two tasks
+    is_production = False  # one task at a time is for trying Airflow out, not for production
+    supports_pickling = False
+    supports_sentry = False
+    supports_ad_hoc_ti_run = False
+    # ATTR-2a: a poke-mode sensor would hold the only slot for its whole wait; rescheduling frees it.
+    change_sensor_mode_to_reschedule = True
+    sentry_integration = ""
+    supports_callbacks = False
+    supports_connection_test = False
+    supports_multi_team = False
+    pre_assigns_external_executor_id = False
+
+    def __init__(self, parallelism: int = 1, state_dir: Any = None, **kwargs: Any):
+        super().__init__(parallelism=1, state_dir=state_dir, **kwargs)
+        self._pending: list[tuple[Any, Any]] = []
+
+    def _dispatch(self, key: Any, payload: Any) -> None:
+        self._pending.append((key, payload))
+
+    def sync(self) -> None:
+        """Run what the heartbeat just dispatched, to completion, and report it."""
+        while self._pending:
+            key, payload = self._pending.pop(0)
+            proc = self._launch(key, new_external_id("refseq"), payload)
+            state, info = proc.wait()
+            proc.forget()
+            self._report(key, state, info)
+
+    def end(self) -> None:
+        """Nothing runs between heartbeats; finish anything dispatched but not yet run."""
+        self.sync()
+
+    def terminate(self) -> None:
+        """Nothing is in flight between calls; dispatched-but-unstarted tasks are reported failed."""
+        pending, self._pending = self._pending, []
+        for key, _ in pending:
+            self._report(key, FAILED, "terminated before it started")
+
+    def _forget(self, key: Any) -> None:
+        self._pending = [(k, p) for k, p in self._pending if k != key]
