@@ -295,7 +295,8 @@ class SchedulerHarness:
     def close(self) -> list[str]:
         """Stop everything this harness started; return problems found (for the caller to report)."""
         problems: list[str] = []
-        probes.release_all(self.sandbox.journal_dir)
+        for task in self.tasks.values():
+            probes.release(self.sandbox.journal_dir, task.probe)
         if self.started and not self.ended:
             try:
                 self.end()

@@ -102,14 +102,8 @@ def release(journal_dir: Path, probe: Probe) -> None:
     path.touch()
 
 
-def release_all(journal_dir: Path) -> None:
-    (journal_dir / "release").mkdir(parents=True, exist_ok=True)
-    (journal_dir / "release" / "ALL").touch()
-
-
 def _released(journal_dir: Path, nonce: str) -> bool:
-    rel = journal_dir / "release"
-    return (rel / nonce).exists() or (rel / "ALL").exists()
+    return release_path(journal_dir, nonce).exists()
 
 
 def run(probe: Probe, identity: dict[str, Any], via: str) -> int:

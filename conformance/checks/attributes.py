@@ -1,0 +1,102 @@
+"""SPEC ATTR: compatibility attributes are declared, typed, and tell the truth."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from conformance import airflow_compat as compat
+from conformance.catalog import check
+from conformance.checks._common import wait_started
+from conformance.probes import Probe, ProbeKind
+
+
+@check("attributes.declared_with_types", clause="ATTR-1",
+       title="every compatibility attribute of this Airflow is a class attribute of the right type",
+       expects="Core reads these flags from the executor *class* before instantiating it (ExecutorLoader, "
+               "CLI, DB checks) and treats them as bool (sentry_integration: str).",
+       fix="Set each attribute at class level with a literal of the right type, e.g. `is_local = True`.")
+def declared_with_types(ctx: Any) -> None:
+    """Each attribute the installed BaseExecutor defines is present on the class with its type."""
+    cls = ctx.profile.executor_type()
+    wrong = []
+    for name, typ in compat.compat_attributes().items():
+        value = inspect.getattr_static(cls, name, None)
+        if value is None or not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            wrong.append(f"{name}={value!r} (needs {typ.__name__})")
+    ctx.expect(not wrong, f"{cls.__qualname__} has wrongly typed or missing attributes: {', '.join(wrong)}")
+
+
+@check("attributes.single_threaded_never_overlaps", clause="ATTR-2", needs=("single_threaded",),
+       title="an executor that declares is_single_threaded never runs two tasks at once",
+       expects="Airflow 2 lets single-threaded executors run against sqlite; two tasks at once corrupt it.",
+       fix="Either run one task at a time (inside sync) or declare is_single_threaded = False.")
+def single_threaded_never_overlaps(ctx: Any) -> None:
+    """Three short tasks queued together never overlap in the journal."""
+    h = ctx.harness()
+    tasks = [h.queue(Probe.new(ProbeKind.OK, delay=0.1)) for _ in range(3)]
+    h.drain_terminal(tasks)
+    overlap = h.journal().max_concurrency([t.task_id for t in tasks])
+    ctx.expect(overlap <= 1, f"{overlap} tasks ran at the same time although is_single_threaded is True")
+
+
+@check("attributes.parallel_executor_overlaps", clause="ATTR-2", needs=("parallel",),
+       title="an executor that is not single-threaded (parallelism >= 2) really runs tasks at once",
+       expects="Executors that are not single-threaded are refused on sqlite by Airflow 2 and get "
+               "parallelism slots from the scheduler; a serial executor claiming parallelism starves them.",
+       fix="Run tasks concurrently up to parallelism, or declare is_single_threaded = True.")
+def parallel_executor_overlaps(ctx: Any) -> None:
+    """Two tasks that wait to be released are both in flight at once."""
+    h = ctx.harness(parallelism=2)
+    tasks = [h.queue(Probe.new(ProbeKind.HANG)) for _ in range(2)]
+    try:
+        wait_started(h, tasks)
+    except AssertionError as exc:
+        raise ctx.fail(f"the two tasks were never in flight together ({exc})") from None
+
+
+@check("attributes.sentry_integration_importable", clause="ATTR-2",
+       applies=lambda: hasattr(compat.base_executor_class(), "sentry_integration"), applies_text="Airflow 3.3+",
+       title="sentry_integration is '' or an importable dotted path",
+       expects="The scheduler copies sentry_integration into every ExecuteTask and the task process imports "
+               "it; a non-str is silently dropped, a bad path fails in every task.",
+       fix="Set sentry_integration = '' or to the dotted path of an importable Sentry integration class.")
+def sentry_integration_importable(ctx: Any) -> None:
+    """The value is a str, and if not empty its module and attribute import."""
+    value = getattr(ctx.profile.executor_type(), "sentry_integration", "")
+    ctx.expect(isinstance(value, str), f"sentry_integration is {value!r}, not a str")
+    if value:
+        module, _, attr = value.rpartition(".")
+        try:
+            getattr(importlib.import_module(module), attr)
+        except Exception as exc:
+            raise ctx.fail(f"sentry_integration={value!r} does not import: {type(exc).__name__}: {exc}") from None
+
+
+@check("attributes.multi_team_accepts_team_name", clause="ATTR-2", needs=("multi_team",),
+       applies=lambda: hasattr(compat.base_executor_class(), "supports_multi_team"), applies_text="Airflow 3.3+",
+       title="supports_multi_team executors are built with team_name= and keep it",
+       expects="ExecutorLoader builds team executors as cls(team_name=...) and routes by executor.team_name.",
+       fix="Accept team_name in __init__ and pass it to BaseExecutor.__init__.")
+def multi_team_accepts_team_name(ctx: Any) -> None:
+    """``Cls(team_name="t")`` works and ``.team_name == "t"``."""
+    try:
+        ex = ctx.profile.executor_type()(team_name="conformance-team")
+    except Exception as exc:
+        raise ctx.fail(f"cls(team_name=...) raised {type(exc).__name__}: {exc}") from None
+    ctx.expect(getattr(ex, "team_name", None) == "conformance-team",
+               f"team_name is {getattr(ex, 'team_name', None)!r} after cls(team_name='conformance-team')")
+
+
+@check("attributes.serve_logs_goes_with_is_local", clause="ATTR-2a", advice=True,
+       title="advice: local executors usually serve their logs",
+       expects="Not enforced by core: with is_local the task logs are on the scheduler host, and only "
+               "serve_logs=True starts the log server that lets the UI read them.",
+       fix="Set serve_logs = True when is_local = True, unless logs are shipped elsewhere.")
+def serve_logs_goes_with_is_local(ctx: Any) -> None:
+    """is_local without serve_logs is reported as advice."""
+    cls = ctx.profile.executor_type()
+    if getattr(cls, "is_local", False) and not getattr(cls, "serve_logs", False):
+        raise ctx.advise("is_local is True but serve_logs is False: the UI cannot read local task logs "
+                         "unless they are shipped to remote logging.")

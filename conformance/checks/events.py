@@ -1,0 +1,134 @@
+"""SPEC EVT: the event buffer -- what the scheduler learns about each task, and when."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from conformance import airflow_compat as compat
+from conformance.catalog import check
+from conformance.probes import Probe, ProbeKind
+
+
+@check("events.one_terminal_event_matching_journal", clause="EVT-1",
+       title="each task that ran yields exactly one terminal event that matches what happened",
+       expects="SUCCESS/FAILED drive retries, callbacks and 'killed externally' handling. 2.x: a non-zero "
+               "`airflow tasks run` is FAILED. 3.x: FAILED when running the workload raised or its process "
+               "died. A killed task is never SUCCESS.",
+       fix="Report success only when the runner returned normally; report fail for exceptions, non-zero "
+           "exits (2.x) and processes that died; report each task once.")
+def one_terminal_event_matching_journal(ctx: Any) -> None:
+    """ok, fail, raise, crash and kill probes: one terminal event each, with the right state."""
+    h = ctx.harness()
+    s = ctx.states
+    kinds = [ProbeKind.OK, ProbeKind.FAIL, ProbeKind.RAISE, ProbeKind.CRASH, ProbeKind.KILL]
+    tasks = {k: h.queue(Probe.new(k)) for k in kinds}
+    h.drain_terminal(list(tasks.values()))
+    h.end()
+    allowed = {ProbeKind.OK: {s.SUCCESS}, ProbeKind.RAISE: {s.FAILED}, ProbeKind.CRASH: {s.FAILED},
+               ProbeKind.KILL: {s.FAILED},
+               ProbeKind.FAIL: {s.SUCCESS, s.FAILED} if compat.is_airflow3() else {s.FAILED}}
+    problems = []
+    for kind, task in tasks.items():
+        terminal = h.terminal_events(task.key)
+        if len(terminal) != 1:
+            problems.append(f"{kind.value}: {len(terminal)} terminal events")
+        elif terminal[0].state not in allowed[kind]:
+            problems.append(f"{kind.value}: reported {terminal[0].state}, expected one of "
+                            f"{sorted(str(a) for a in allowed[kind])}")
+        if not h.runs(task):
+            problems.append(f"{kind.value}: a terminal event but the task never ran")
+    ctx.expect(not problems, "; ".join(problems))
+
+
+@check("events.only_known_keys_and_states", clause="EVT-2",
+       title="events only for keys the executor was given, as (TaskInstanceState, info)",
+       expects="The scheduler selects TIs by the event's key and compares state with TaskInstanceState "
+               "members; events for unknown keys are dropped silently, other state types are ignored.",
+       fix="Only report keys you were given; use TaskInstanceState members (or the success/fail helpers).")
+def only_known_keys_and_states(ctx: Any) -> None:
+    """After two tasks ran, every event key is one of them and every value is (state, info)."""
+    h = ctx.harness()
+    tasks = [h.queue(Probe.new(k)) for k in (ProbeKind.OK, ProbeKind.RAISE)]
+    h.drain_terminal(tasks)
+    h.end()
+    known = {t.key for t in tasks}
+    state_cls = type(ctx.states.SUCCESS)
+    problems = []
+    for event in h.events:
+        if event.key not in known:
+            problems.append(f"event for a key never queued: {event.key!r}")
+        if not isinstance(event.value, tuple) or len(event.value) < 2:
+            problems.append(f"value {event.value!r} is not a (state, info) tuple")
+        elif event.state is not None and not isinstance(event.state, state_cls):
+            problems.append(f"state {event.state!r} is a {type(event.state).__name__}, not TaskInstanceState")
+    ctx.expect(not problems, "; ".join(problems))
+
+
+@check("events.buffer_flush_and_dag_filter", clause="EVT-3",
+       title="get_event_buffer() returns and clears; get_event_buffer(dag_ids) only takes those dags",
+       expects="The scheduler takes the whole buffer each loop; backfill and tests filter by dag. An event "
+               "returned twice is processed twice; a filter that takes everything loses other dags' events.",
+       fix="Do not override get_event_buffer, or pop exactly the matching keys.")
+def buffer_flush_and_dag_filter(ctx: Any) -> None:
+    """Events of dag A and dag B: filter on A, then flush B, then nothing."""
+    h = ctx.harness()
+    ex = h.executor
+    a = h.queue(Probe.new(ProbeKind.OK), dag_id="conformance_dag_a")
+    b = h.queue(Probe.new(ProbeKind.OK), dag_id="conformance_dag_b")
+    terminal = compat.terminal_states()
+
+    def both_in_buffer() -> bool:
+        h.heartbeat()
+        buffer = ex.event_buffer
+        return all(k in buffer and buffer[k][0] in terminal for k in (a.key, b.key))
+
+    h.wait_for(both_in_buffer, "both terminal events to reach the event buffer")
+    first = h.collect(dag_ids=["conformance_dag_a"])
+    ctx.expect(set(first) == {a.key}, f"get_event_buffer(['conformance_dag_a']) returned {list(first)}")
+    second = h.collect()
+    ctx.expect(set(second) == {b.key}, f"the following get_event_buffer() returned {list(second)}")
+    third = h.collect()
+    ctx.expect(not third, f"a third get_event_buffer() returned events again: {list(third)}")
+
+
+@check("events.intermediate_states_precede_terminal", clause="EVT-4",
+       title="QUEUED/RUNNING events (if any) come before the terminal event and carry the external id",
+       expects="For QUEUED/RUNNING the scheduler only stores info as external_executor_id; one arriving "
+               "after SUCCESS/FAILED overwrites the terminal event in the buffer or re-opens the TI.",
+       fix="Emit QUEUED/RUNNING only before the terminal event, with info = the external id (a str) or None.")
+def intermediate_states_precede_terminal(ctx: Any) -> None:
+    """For three tasks: no QUEUED/RUNNING after a terminal event; their info is str or None."""
+    h = ctx.harness()
+    s = ctx.states
+    tasks = [h.queue(Probe.new(ProbeKind.OK, delay=0.05)) for _ in range(3)]
+    h.drain_terminal(tasks)
+    for _ in range(3):
+        h.heartbeat()
+        h.collect()
+    problems = []
+    for task in tasks:
+        seen_terminal = False
+        for event in h.events_for(task.key):
+            if event.state in (s.SUCCESS, s.FAILED):
+                seen_terminal = True
+            elif event.state in (s.QUEUED, s.RUNNING):
+                if seen_terminal:
+                    problems.append(f"{task.task_id}: {event.state} after the terminal event")
+                if event.info is not None and not isinstance(event.info, str):
+                    problems.append(f"{task.task_id}: {event.state} info {event.info!r} is not an external id")
+    ctx.expect(not problems, "; ".join(problems))
+
+
+@check("events.tolerates_unknown_keys", clause="EVT-5",
+       title="change_state/fail for a key the executor does not know does not raise",
+       expects="The scheduler injects FAILED (change_state / fail) for stuck and heartbeat-timed-out TIs "
+               "that the executor may have forgotten.",
+       fix="Do not assume the key is in running; keep the base change_state or guard your bookkeeping.")
+def tolerates_unknown_keys(ctx: Any) -> None:
+    """fail() and change_state(FAILED) on a foreign key, then a heartbeat: nothing raises."""
+    h = ctx.harness()
+    foreign = compat.make_key("conformance_foreign", "unknown_task", "r", 1)
+    h.call("fail(unknown key)", h.executor.fail, foreign)
+    h.call("change_state(unknown key, FAILED)", h.executor.change_state, foreign, ctx.states.FAILED)
+    h.heartbeat()
+    h.collect()

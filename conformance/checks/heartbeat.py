@@ -1,0 +1,155 @@
+"""SPEC HB: what one scheduler heartbeat may expect from an executor."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from conformance.catalog import check
+from conformance.checks._common import long_probe, names, wait_started
+from conformance.probes import Probe, ProbeKind
+
+
+@check("heartbeat.triggers_queued_work", clause="HB-1",
+       title="heartbeats start every queued task",
+       expects="After queue_command/queue_workload the scheduler only calls heartbeat(); the executor must "
+               "start the work from there (trigger_tasks -> execute_async/_process_workloads).",
+       fix="Start the task in execute_async (2.x) or _process_workloads (3.x) and remove it from queued_tasks.")
+def triggers_queued_work(ctx: Any) -> None:
+    """Three queued tasks all start (journal) and leave ``queued_tasks``."""
+    h = ctx.harness()
+    tasks = [h.queue(Probe.new(ProbeKind.OK)) for _ in range(3)]
+    try:
+        wait_started(h, tasks)
+    except AssertionError as exc:
+        raise ctx.fail(f"queued tasks did not start: {exc}") from None
+    left = [t.task_id for t in tasks if t.key in h.executor.queued_tasks]
+    ctx.expect(not left, f"tasks that already ran are still in queued_tasks: {left}")
+
+
+@check("heartbeat.respects_parallelism", clause="HB-2", needs=("parallel",),
+       title="never more than parallelism tasks in flight",
+       expects="The scheduler hands the executor up to slots_available tasks; heartbeat() opens "
+               "parallelism - len(running) slots. Running more breaks pools and resource limits.",
+       fix="Keep every dispatched key in self.running until its terminal event (3.x: add it in "
+           "_process_workloads), so the base class opens no more slots than are free.")
+def respects_parallelism(ctx: Any) -> None:
+    """parallelism=2 and five hanging tasks: only two ever start before any is released."""
+    h = ctx.harness(parallelism=2)
+    tasks = [h.queue(Probe.new(ProbeKind.HANG)) for _ in range(5)]
+    h.drain(lambda: sum(h.journal().started(t.task_id) for t in tasks) >= 2, "two tasks to start")
+    for _ in range(10):  # more heartbeats while both slots are busy must start nothing more
+        h.heartbeat()
+        h.collect()
+    started = [t for t in tasks if h.journal().started(t.task_id)]
+    ctx.expect(len(started) <= 2, f"{len(started)} tasks were in flight with parallelism=2: {names(started)}")
+    for t in tasks:
+        h.release(t)
+    h.drain_terminal(tasks)
+    peak = h.journal().max_concurrency([t.task_id for t in tasks])
+    ctx.expect(peak <= 2, f"up to {peak} tasks ran at once with parallelism=2")
+
+
+@check("heartbeat.slots_account_for_work", clause="HB-2",
+       title="slots_available / slots_occupied count queued and running work",
+       expects="The scheduler sizes each loop by slots_available and the global cap by slots_occupied; "
+               "both must count queued + running tasks and never go negative.",
+       fix="Keep queued_tasks and running accurate; do not override the slot properties with other counts.")
+def slots_account_for_work(ctx: Any) -> None:
+    """Free slots drop by one per queued task and stay taken while the task runs."""
+    h = ctx.harness(parallelism=4)
+    ex = h.executor
+    total = ex.parallelism
+    ctx.expect(ex.slots_available == total, f"a fresh executor has slots_available={ex.slots_available}, "
+               f"parallelism={total}")
+    tasks = [h.queue(long_probe(ctx)) for _ in range(min(2, total))]
+    ctx.expect(ex.slots_available == total - len(tasks),
+               f"after queueing {len(tasks)} tasks slots_available={ex.slots_available} (parallelism {total})")
+    if not ctx.capabilities.get("single_threaded"):
+        wait_started(h, tasks)
+        occupied = getattr(ex, "slots_occupied", total - ex.slots_available)
+        ctx.expect(ex.slots_available == total - len(tasks) and occupied == len(tasks),
+                   f"while {len(tasks)} tasks run: slots_available={ex.slots_available}, "
+                   f"slots_occupied={occupied} (parallelism {total})")
+        for t in tasks:
+            h.release(t)
+    h.drain_terminal(tasks)
+    ctx.expect(ex.slots_available == total, f"after all tasks finished slots_available={ex.slots_available}")
+
+
+@check("heartbeat.sync_once_per_heartbeat", clause="HB-3",
+       title="every heartbeat calls sync() exactly once",
+       expects="Results reach the scheduler through sync(), which the base heartbeat calls once per loop.",
+       fix="Do not override heartbeat(), or call super().heartbeat() exactly once.")
+def sync_once_per_heartbeat(ctx: Any) -> None:
+    """Three heartbeats, three sync calls."""
+    h = ctx.harness()
+    ex = h.executor
+    calls = []
+    original = ex.sync
+
+    def counting_sync(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    ex.sync = counting_sync
+    for _ in range(3):
+        h.heartbeat()
+    ctx.expect(len(calls) == 3, f"3 heartbeats called sync() {len(calls)} times")
+
+
+@check("heartbeat.does_not_block", clause="HB-3", needs=("parallel",),
+       title="a heartbeat returns promptly while tasks run",
+       expects="The scheduler loop heartbeats every executor each iteration; a heartbeat that waits for "
+               "task work stalls scheduling for everything.",
+       fix="Start work asynchronously and only poll for results in sync(); never wait for a task there.")
+def does_not_block(ctx: Any) -> None:
+    """With two tasks hanging, a heartbeat returns within one second."""
+    h = ctx.harness(parallelism=2)
+    tasks = [h.queue(Probe.new(ProbeKind.HANG)) for _ in range(2)]
+    h.budgets = type(h.budgets)(heartbeat=2.0)
+    wait_started(h, tasks)
+    started = time.monotonic()
+    h.heartbeat()
+    took = time.monotonic() - started
+    ctx.expect(took < 1.0, f"heartbeat took {took:.2f}s while tasks ran")
+
+
+@check("heartbeat.priority_order", clause="HB-4",
+       title="with fewer slots than tasks, higher priority_weight starts first",
+       expects="trigger_tasks orders queued tasks by priority_weight (order_queued_tasks_by_priority).",
+       fix="Do not reorder queued work yourself; keep the base ordering (highest priority_weight first).")
+def priority_order(ctx: Any) -> None:
+    """Four tasks with priorities 1, 9, 3, 7 and two slots (one if single-threaded): the top ones start."""
+    single = bool(ctx.capabilities.get("single_threaded"))
+    h = ctx.harness(parallelism=2)
+    slots = max(1, min(2, h.executor.parallelism))
+    tasks = {p: h.queue(long_probe(ctx), priority=p) for p in (1, 9, 3, 7)}
+    h.heartbeat()
+    expected = sorted(tasks, reverse=True)[:slots]
+    if not single:
+        h.wait_for(lambda: sum(h.journal().started(t.task_id) for t in tasks.values()) >= slots,
+                   f"{slots} tasks to start after one heartbeat")
+    first = sorted(p for p, t in tasks.items() if h.journal().started(t.task_id))
+    ctx.expect(first == sorted(expected), f"after one heartbeat the tasks with priorities {first} started; "
+               f"expected the {slots} highest: {sorted(expected)}")
+    for t in tasks.values():
+        h.release(t)
+    h.drain_terminal(list(tasks.values()))
+
+
+@check("heartbeat.empty_heartbeat_changes_nothing", clause="HB-6",
+       title="a heartbeat with nothing queued is cheap and changes nothing",
+       expects="Every executor is heartbeated every loop, even with no work.",
+       fix="Do nothing in trigger/sync when there is nothing to do; emit no events for no work.")
+def empty_heartbeat_changes_nothing(ctx: Any) -> None:
+    """Five empty heartbeats: no events, no queued or running keys, slots unchanged."""
+    h = ctx.harness()
+    ex = h.executor
+    slots = ex.slots_available
+    for _ in range(5):
+        h.heartbeat()
+    events = h.collect()
+    ctx.expect(not events and not ex.queued_tasks and not ex.running and ex.slots_available == slots,
+               f"after empty heartbeats: events={events}, queued={list(ex.queued_tasks)}, "
+               f"running={list(ex.running)}, slots_available {slots} -> {ex.slots_available}")

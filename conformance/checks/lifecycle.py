@@ -1,0 +1,141 @@
+"""SPEC LIFE: construction, start/end/terminate, and tracking a task from queue to terminal event."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from conformance import airflow_compat as compat
+from conformance.catalog import check
+from conformance.checks._common import long_probe, wait_started
+from conformance.probes import Probe, ProbeKind
+
+
+@check("lifecycle.constructible_without_arguments", clause="LIFE-7",
+       title="cls() works and end() is implemented",
+       expects="ExecutorLoader builds executors as cls() with no arguments; the scheduler calls end() on "
+               "exit and BaseExecutor.end raises NotImplementedError.",
+       fix="Give every __init__ parameter a default (read config instead) and override end().")
+def constructible_without_arguments(ctx: Any) -> None:
+    """``cls()`` succeeds and ``end`` is overridden."""
+    cls = ctx.profile.executor_type()
+    try:
+        cls()
+    except Exception as exc:
+        raise ctx.fail(f"{cls.__qualname__}() raised {type(exc).__name__}: {exc}") from None
+    base_end = inspect.getattr_static(compat.base_executor_class(), "end")
+    ctx.expect(inspect.getattr_static(cls, "end") is not base_end, "end() is not overridden (the base raises)")
+
+
+@check("lifecycle.end_waits_and_flushes", clause="LIFE-1",
+       title="end() waits for running tasks and leaves their terminal events in the buffer",
+       expects="On exit the scheduler calls end() and then processes the remaining events once; events "
+               "that arrive later are lost and the TIs stay RUNNING until zombie detection.",
+       fix="In end(), wait for every in-flight task and call sync() (or change_state) before returning.")
+def end_waits_and_flushes(ctx: Any) -> None:
+    """Two 0.3 s tasks in flight, then end(): both finished and both terminal events are there."""
+    h = ctx.harness(parallelism=2)
+    tasks = [h.queue(Probe.new(ProbeKind.OK, delay=0.3)) for _ in range(2)]
+    h.heartbeat()
+    if not ctx.capabilities.get("single_threaded"):
+        h.wait_for(lambda: all(h.journal().started(t.task_id) for t in tasks), "both tasks to start")
+    h.end()
+    j = h.journal()
+    unfinished = [t.task_id for t in tasks if not j.finished(t.task_id)]
+    missing = [t.task_id for t in tasks if j.started(t.task_id) and not h.terminal_events(t.key)]
+    ctx.expect(not unfinished or not missing,
+               f"end() returned while {unfinished} still ran and without terminal events for {missing}")
+    ctx.expect(not missing, f"after end() returned there is no terminal event for {missing}")
+
+
+@check("lifecycle.terminate_stops_work", clause="LIFE-2",
+       title="terminate() stops in-flight work promptly, leaks nothing, and does not raise",
+       expects="terminate() is what a SIGTERM'd daemon calls; tasks left running hold slots and resources.",
+       fix="In terminate(), signal every task process (group) and reap it.")
+def terminate_stops_work(ctx: Any) -> None:
+    """Two hanging tasks; terminate(); within 5 s no probe process is alive."""
+    h = ctx.harness(parallelism=2)
+    if ctx.capabilities.get("single_threaded"):
+        h.terminate()  # nothing in flight between calls; it must simply not raise
+        return
+    tasks = [h.queue(Probe.new(ProbeKind.HANG)) for _ in range(2)]
+    wait_started(h, tasks)
+    h.terminate()
+    ids = {t.task_id for t in tasks}
+    try:
+        h.wait_for(lambda: not [r for r in h.journal().still_running() if r.task_id in ids],
+                   "task processes to stop after terminate()", deadline=5.0)
+    except AssertionError:
+        alive = [r.describe() for r in h.journal().still_running() if r.task_id in ids]
+        raise ctx.fail(f"5 s after terminate() these tasks still run: {alive}") from None
+
+
+@check("lifecycle.same_key_runs_once", clause="LIFE-3",
+       title="a key queued twice while queued or running runs once",
+       expects="The scheduler can queue a key again in races (deferral, adoption); 2.x's base keeps the "
+               "first entry and holds back keys still running. Running it twice duplicates side effects.",
+       fix="Ignore a second queue/dispatch of a key that is queued or still running.")
+def same_key_runs_once(ctx: Any) -> None:
+    """Queue a task twice before it starts and once more while it runs: one run in the journal."""
+    h = ctx.harness()
+    task = h.make(long_probe(ctx))
+    h.queue_task(task)
+    h.queue_task(task)
+    if not ctx.capabilities.get("single_threaded"):
+        wait_started(h, [task])
+        h.queue_task(task)
+        for _ in range(3):
+            h.heartbeat()
+        h.release(task)
+    h.drain_terminal([task])
+    runs = h.runs(task)
+    ctx.expect(len(runs) == 1, f"{task.task_id} ran {len(runs)} times: " + "; ".join(r.describe() for r in runs))
+
+
+@check("lifecycle.at_most_once_per_try", clause="LIFE-4",
+       title="every queued task runs at most once per try",
+       expects="A task's side effects must happen once per try; the scheduler counts tries itself.",
+       fix="Never retry or duplicate task work inside the executor.")
+def at_most_once_per_try(ctx: Any) -> None:
+    """Four tasks, drained: each has exactly one run in the journal."""
+    h = ctx.harness()
+    tasks = [h.queue(Probe.new(ProbeKind.OK)) for _ in range(4)]
+    h.drain_terminal(tasks)
+    h.end()
+    counts = {t.task_id: len(h.runs(t)) for t in tasks}
+    ctx.expect(all(n == 1 for n in counts.values()), f"runs per task: {counts}")
+
+
+@check("lifecycle.tracks_task_until_terminal", clause="LIFE-5",
+       title="has_task() and running cover a task from queueing until its terminal event",
+       expects="The scheduler's slot accounting reads running via slots_available/slots_occupied, and "
+               "has_task() decides whether a SUCCESS/FAILED for a re-queued TI is trusted.",
+       fix="3.x: add the key to self.running in _process_workloads; keep it there until success/fail "
+           "(beware: queued()/change_state default remove_running=True).")
+def tracks_task_until_terminal(ctx: Any) -> None:
+    """has_task after queue; key in running while the task runs; neither after the terminal event."""
+    h = ctx.harness()
+    ex = h.executor
+    task = h.queue(long_probe(ctx))
+    ctx.expect(ex.has_task(task.ti), "has_task(ti) is False right after queueing")
+    if not ctx.capabilities.get("single_threaded"):
+        wait_started(h, [task])
+        ctx.expect(ex.has_task(task.ti) and task.key in ex.running,
+                   f"while the task runs: has_task={ex.has_task(task.ti)}, in running={task.key in ex.running}")
+        h.release(task)
+    h.drain_terminal([task])
+    ctx.expect(not ex.has_task(task.ti) and task.key not in ex.running,
+               f"after the terminal event: has_task={ex.has_task(task.ti)}, in running={task.key in ex.running}")
+
+
+@check("lifecycle.repeated_build_start_end", clause="LIFE-6",
+       title="executors can be built, started and ended repeatedly in one process",
+       expects="2.x reuses one instance per name, 3.3 builds a new one per load; tests and backfill build many.",
+       fix="Keep state on the instance, not on the class or module; release resources in end().")
+def repeated_build_start_end(ctx: Any) -> None:
+    """Three rounds of build, start, one task, end."""
+    for round_no in range(3):
+        h = ctx.harness(name=f"round{round_no}")
+        task = h.queue(Probe.new(ProbeKind.OK))
+        h.drain_terminal([task])
+        h.end()
