@@ -1,0 +1,115 @@
+"""The pytest adapter: options, the sandbox, collection of the suite, expected failures, the summary.
+
+Loaded in every pytest run of an environment where the package is installed (entry point
+``pytest11``), so it imports nothing heavy at module level: Airflow and the suite are only imported
+once ``--executor`` (or ``[tool.executor-conformance]``/ini ``executor``) asks for a certification.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+AREA_MARKERS = {
+    "attributes": "compatibility attributes (SPEC ATTR)",
+    "heartbeat": "heartbeat semantics (SPEC HB)",
+    "lifecycle": "start/end/terminate and task tracking (SPEC LIFE)",
+    "events": "event buffer (SPEC EVT)",
+    "adoption": "adopting tasks of a dead scheduler (SPEC ADOPT)",
+    "stuck": "tasks stuck in queued (SPEC STUCK)",
+    "stateful": "hypothesis state machine over scheduler actions (SPEC PROP)",
+    "cli": "CLI commands vended by the executor (SPEC CLI)",
+    "logs": "task logs (SPEC LOG)",
+    "e2e": "end-to-end under a real scheduler (opt-in)",
+}
+
+_STATE_KEY = "_executor_conformance_state"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("executor-conformance", "Airflow executor conformance")
+    group.addoption("--executor", action="store", default=None, metavar="DOTTED.PATH",
+                    help="certify this BaseExecutor subclass (pkg.mod.Class or pkg.mod:Class)")
+    group.addoption("--executor-kwargs", action="store", default=None, metavar="JSON",
+                    help="constructor keyword arguments for the executor, as a JSON object")
+    group.addoption("--conformance-report", action="store", default=None, metavar="DIR",
+                    help="write report.json and report.md for the run into DIR")
+    parser.addini("executor", "dotted path of the executor to certify (like --executor)", default="")
+    parser.addini("executor_kwargs", "JSON object of constructor kwargs (like --executor-kwargs)", default="")
+    parser.addini("executor_expected_failures",
+                  "lines of 'check.id: reason' that are expected to fail", type="linelist", default=[])
+
+
+def _setting(config: pytest.Config, option: str, ini: str) -> str | None:
+    value = config.getoption(option)
+    if value:
+        return str(value)
+    from_ini = config.getini(ini)
+    if from_ini:
+        return str(from_ini)
+    from conformance.settings import pyproject_settings
+
+    found = pyproject_settings(config.rootpath).get(ini)
+    return None if found in (None, "") else str(found)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker, text in AREA_MARKERS.items():
+        config.addinivalue_line("markers", f"{marker}: {text}")
+    config.addinivalue_line("markers", "conformance_check(check_id): a check of the executor conformance suite")
+    dotted = _setting(config, "--executor", "executor")
+    if not dotted:
+        return
+    from conformance.session import start_session
+
+    try:
+        state = start_session(config, dotted, _setting(config, "--executor-kwargs", "executor_kwargs"),
+                              _expected_failure_lines(config))
+    except Exception as exc:  # ProfileError and friends: one line, pytest's usage-error exit code 4
+        raise pytest.UsageError(str(exc)) from None
+    setattr(config, _STATE_KEY, state)
+    config.pluginmanager.register(state, "executor-conformance-session")
+    suite = str(Path(__file__).with_name("suite.py"))
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args[:] = [suite]
+    elif suite not in config.args:
+        config.args.append(suite)
+
+
+def _expected_failure_lines(config: pytest.Config) -> dict[str, str]:
+    from conformance.settings import parse_expected_failures, pyproject_settings
+
+    lines = list(config.getini("executor_expected_failures"))
+    table = pyproject_settings(config.rootpath).get("expected_failures") or {}
+    return {**parse_expected_failures(lines), **dict(table)}
+
+
+def session_state(config: pytest.Config) -> Any:
+    return getattr(config, _STATE_KEY, None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = session_state(config)
+    if state is not None:
+        config.pluginmanager.unregister(state)
+        state.close()
+        delattr(config, _STATE_KEY)
+
+
+@pytest.fixture(scope="session")
+def executor_profile(request: pytest.FixtureRequest) -> Any:
+    """The profile under test. Override it in a conftest.py to pass a factory, backend or expectations."""
+    state = session_state(request.config)
+    if state is None:
+        pytest.skip("no executor to certify: pass --executor pkg.mod.Class or override executor_profile")
+    return state.profile
+
+
+@pytest.fixture(scope="session")
+def conformance_sandbox() -> Any:
+    """The session's private AIRFLOW_HOME, journal and state directories."""
+    from conformance.sandbox import ensure_active
+
+    return ensure_active()
