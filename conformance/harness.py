@@ -48,6 +48,9 @@ class Budgets:
     heartbeat: float = 10.0
     end: float = 30.0
     terminate: float = 15.0
+    #: How long to wait for something a correct executor does within milliseconds (a task starting,
+    #: an event arriving). Negative-control tests shorten it; a breach is always a failure.
+    wait: float = 10.0
 
 
 class _Watchdog:
@@ -221,9 +224,10 @@ class SchedulerHarness:
             self.note(f"event {_key_text(key)} -> {_short(value)}")
         return dict(buffer)
 
-    def drain(self, until: Callable[[], bool], what: str, deadline: float = 15.0,
+    def drain(self, until: Callable[[], bool], what: str, deadline: float | None = None,
               heartbeat: bool = True) -> None:
         """Heartbeat and collect events at the scheduler's cadence until ``until()`` or the deadline."""
+        deadline = self.budgets.wait if deadline is None else deadline
         limit = time.monotonic() + deadline
         waiter = threading.Event()
         while True:
@@ -236,13 +240,14 @@ class SchedulerHarness:
                 raise DeadlineExceeded(f"waited {deadline:.1f}s for {what}, it did not happen")
             waiter.wait(HEARTBEAT_CADENCE)
 
-    def drain_terminal(self, tasks: Sequence[QueuedTask], deadline: float = 15.0) -> None:
+    def drain_terminal(self, tasks: Sequence[QueuedTask], deadline: float | None = None) -> None:
         keys = [t.key for t in tasks]
         self.drain(lambda: all(self.terminal_events(k) for k in keys),
                    f"terminal events for {[t.task_id for t in tasks]}", deadline)
 
-    def wait_for(self, until: Callable[[], bool], what: str, deadline: float = 10.0) -> None:
+    def wait_for(self, until: Callable[[], bool], what: str, deadline: float | None = None) -> None:
         """Wait for a condition outside the executor (e.g. in the journal), without heartbeating."""
+        deadline = self.budgets.wait if deadline is None else deadline
         limit = time.monotonic() + deadline
         waiter = threading.Event()
         while not until():

@@ -105,6 +105,7 @@ class CheckContext:
         problems: list[str] = []
         for h in reversed(self.harnesses):
             problems += h.close()
+        self.sandbox.settle()
         leaked = self.sandbox.kill_leaked_probes()
         if leaked:
             problems.append("probe processes were still running after the executor was ended and "
@@ -123,7 +124,7 @@ def missing_capabilities(spec: CheckSpec, capabilities: dict[str, bool]) -> list
 
 
 def run_check(spec: CheckSpec, profile: ExecutorProfile, sandbox: Sandbox,
-              capabilities: dict[str, bool] | None = None) -> CheckResult:
+              capabilities: dict[str, bool] | None = None, budgets: Budgets | None = None) -> CheckResult:
     """Run ``spec`` against ``profile``; never raises for a verdict, only for harness bugs."""
     started = time.monotonic()
     if not spec.applies():
@@ -137,7 +138,7 @@ def run_check(spec: CheckSpec, profile: ExecutorProfile, sandbox: Sandbox,
         why = "; ".join(f"{m}: {CAPABILITIES.get(m.lstrip('!'), m)}" + (" (must be absent)" if m.startswith("!") else "")
                         for m in missing)
         return CheckResult(spec.id, Outcome.NOT_SUPPORTED, f"needs {why}")
-    ctx = CheckContext(spec, profile, sandbox, caps)
+    ctx = CheckContext(spec, profile, sandbox, caps, budgets=budgets or Budgets())
     outcome, message = Outcome.PASSED, ""
     try:
         with _verdicts(ctx) as verdict:

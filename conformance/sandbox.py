@@ -18,6 +18,8 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +118,14 @@ class Sandbox:
     def journal(self) -> journal.Journal:
         return journal.Journal(self.journal_dir)
 
+    def settle(self, deadline: float = 3.0) -> None:
+        """Give probes that were just released the moment they need to write their end entry."""
+        limit = time.monotonic() + deadline
+        waiter = threading.Event()
+        while self.journal().still_running() and time.monotonic() < limit:
+            _reap_children()
+            waiter.wait(0.01)
+
     def kill_leaked_probes(self) -> list[journal.ProbeRun]:
         """Kill probe processes still alive; returns them so the caller can report the leak."""
         leaked = [r for r in self.journal().still_running() if r.pid != os.getpid()]
@@ -129,6 +139,11 @@ class Sandbox:
                     os.kill(run.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        limit = time.monotonic() + 5.0
+        waiter = threading.Event()
+        while any(journal.pid_alive(r.pid) for r in leaked) and time.monotonic() < limit:
+            _reap_children()
+            waiter.wait(0.01)
         _reap_children()
         return leaked
 

@@ -16,7 +16,7 @@ def long_probe(ctx: Any) -> Probe:
     return Probe.new(ProbeKind.HANG)
 
 
-def wait_started(h: SchedulerHarness, tasks: list[QueuedTask], deadline: float = 10.0) -> None:
+def wait_started(h: SchedulerHarness, tasks: list[QueuedTask], deadline: float | None = None) -> None:
     ids = [t.task_id for t in tasks]
     h.drain(lambda: all(h.journal().started(i) for i in ids), f"probes {ids} to start", deadline)
 

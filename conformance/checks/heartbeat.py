@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -107,7 +108,7 @@ def does_not_block(ctx: Any) -> None:
     """With two tasks hanging, a heartbeat returns within one second."""
     h = ctx.harness(parallelism=2)
     tasks = [h.queue(Probe.new(ProbeKind.HANG)) for _ in range(2)]
-    h.budgets = type(h.budgets)(heartbeat=2.0)
+    h.budgets = dataclasses.replace(h.budgets, heartbeat=2.0)
     wait_started(h, tasks)
     started = time.monotonic()
     h.heartbeat()

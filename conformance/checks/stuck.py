@@ -25,13 +25,14 @@ def _stuck(ctx: Any, h: Any, tis: list[Any]) -> list[str]:
        title="a task revoked while still queued never starts and is no longer tracked",
        expects=_EXPECTS, fix="In revoke_task, pop the key from queued_tasks (and your own queues).")
 def revoked_queued_task_never_starts(ctx: Any) -> None:
-    """Queue, revoke before any heartbeat, heartbeat ten times: the probe never ran."""
+    """Queue, revoke before any heartbeat, heartbeat ten times, end: the probe never ran."""
     h = ctx.harness()
     task = h.queue(Probe.new(ProbeKind.OK))
     _stuck(ctx, h, [task.ti])
     for _ in range(10):
         h.heartbeat()
         h.collect()
+    h.end()  # end() waits for whatever was dispatched: afterwards the journal is complete
     ctx.expect(not h.runs(task), f"{task.task_id} started after it was revoked")
     ctx.expect(not h.executor.has_task(task.ti), "has_task(ti) is still True after revoke")
 
@@ -109,4 +110,5 @@ def cleanup_returns_consumable(ctx: Any) -> None:
     ctx.expect(all(isinstance(i, str) for i in items), f"returned {items!r}, not strings")
     for _ in range(5):
         h.heartbeat()
+    h.end()  # end() waits for whatever was dispatched: afterwards the journal is complete
     ctx.expect(not h.runs(task), "the cleaned-up task started afterwards")

@@ -1,0 +1,409 @@
+"""Deliberately broken executors: one small, realistic bug each (scikit-learn's negative controls).
+
+Every catalogued check has at least one entry in ``NEGATIVE_CONTROLS``; ``test_negative_controls``
+proves each check catches it, and ``test_every_check_has_a_negative_control`` keeps it that way.
+Most are subclasses of the reference LocalExecutor with one method bent out of shape, so that the
+check under test is the only thing that can notice.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow.utils.state import TaskInstanceState
+
+from reference_executors import _bridge
+from reference_executors._process import SUCCESS, new_external_id
+from reference_executors.local import LocalExecutor
+from reference_executors.sequential import SequentialExecutor
+
+# -- attributes -------------------------------------------------------------------------------------
+
+
+class WronglyTypedAttributes(LocalExecutor):
+    is_local = "yes"  # type: ignore[assignment]  # truthy, but not a bool
+
+
+class ClaimsSingleThreaded(LocalExecutor):
+    is_single_threaded = True  # but tasks overlap
+
+
+class SerialButClaimsParallel(LocalExecutor):
+    """Runs one task at a time in the background while claiming parallelism."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._backlog: list[tuple[Any, Any]] = []
+
+    def _dispatch(self, key: Any, payload: Any) -> None:
+        self._backlog.append((key, payload))
+
+    def sync(self) -> None:
+        super().sync()
+        if self._backlog and not self._procs:
+            key, payload = self._backlog.pop(0)
+            LocalExecutor._dispatch(self, key, payload)
+
+
+class BadSentryIntegration(LocalExecutor):
+    sentry_integration = "no_such_module.SentryIntegration"
+
+
+class ClaimsMultiTeam(LocalExecutor):
+    supports_multi_team = True
+
+    def __init__(self, parallelism: int = 32):  # no team_name
+        super().__init__(parallelism=parallelism)
+
+
+class LocalWithoutServeLogs(LocalExecutor):
+    serve_logs = False
+
+
+# -- heartbeat --------------------------------------------------------------------------------------
+
+
+class NeverStarts(LocalExecutor):
+    def _dispatch(self, key: Any, payload: Any) -> None:
+        pass  # accepted, tracked, never started
+
+
+class ForgetsRunning(LocalExecutor):
+    """Like Airflow 3.0-3.3's LocalExecutor: in-flight work is not kept in ``running``."""
+
+    def sync(self) -> None:
+        super().sync()
+        self.running.clear()
+
+
+class DoubleSync(LocalExecutor):
+    def heartbeat(self) -> None:
+        super().heartbeat()
+        self.sync()
+
+
+class BlockingSync(LocalExecutor):
+    def sync(self) -> None:
+        for proc in list(self._procs.values()):
+            proc.wait()
+        super().sync()
+
+
+class ReversedPriority(LocalExecutor):
+    def order_queued_tasks_by_priority(self) -> Any:
+        return list(reversed(list(super().order_queued_tasks_by_priority())))
+
+
+class ChattySync(LocalExecutor):
+    """Emits a heartbeat 'event' for a key nobody queued."""
+
+    def sync(self) -> None:
+        super().sync()
+        from airflow.models.taskinstancekey import TaskInstanceKey
+
+        self.event_buffer[TaskInstanceKey("executor_internal", "heartbeat", "r", 1, -1)] = (
+            TaskInstanceState.RUNNING, None)
+
+
+# -- lifecycle --------------------------------------------------------------------------------------
+
+
+class NeedsArguments(LocalExecutor):
+    def __init__(self, endpoint: str, parallelism: int = 32):
+        super().__init__(parallelism=parallelism)
+        self.endpoint = endpoint
+
+
+class EndDoesNotWait(LocalExecutor):
+    def end(self) -> None:
+        pass
+
+
+class TerminateDoesNothing(LocalExecutor):
+    def terminate(self) -> None:
+        pass
+
+
+class RunsTwiceIfQueuedTwice(LocalExecutor):
+    """Starts a duplicate copy whenever a key is queued while already queued or running."""
+
+    def _again(self, key: Any, payload: Any) -> None:
+        if key in self.queued_tasks or key in self._procs:
+            self._launch(key, new_external_id("dup"), payload)
+
+    def queue_command(self, task_instance: Any, command: Any, priority: int = 1, queue: Any = None) -> None:
+        self._again(task_instance.key, list(command))
+        super().queue_command(task_instance, command, priority, queue)
+
+    def queue_workload(self, workload: Any, session: Any = None) -> None:
+        self._again(workload.ti.key, workload)
+        super().queue_workload(workload, session)
+
+
+class RunsEachTaskTwice(LocalExecutor):
+    def _dispatch(self, key: Any, payload: Any) -> None:
+        super()._dispatch(key, payload)
+        self._launch(key, new_external_id("extra"), payload)
+
+
+class OneShotExecutor(LocalExecutor):
+    """Keeps its 'started' flag on the class: a second instance in the same process refuses to start."""
+
+    started_once = False
+
+    def start(self) -> None:
+        if type(self).started_once:
+            raise RuntimeError("executor already started in this process")
+        type(self).started_once = True
+        super().start()
+
+
+# -- events -----------------------------------------------------------------------------------------
+
+
+class AlwaysSuccess(LocalExecutor):
+    def _report(self, key: Any, state: str, info: str) -> None:
+        super()._report(key, SUCCESS, info)
+
+
+class StringStates(LocalExecutor):
+    def _report(self, key: Any, state: str, info: str) -> None:
+        self.change_state(key, state, info)  # "success"/"failed" strings, not TaskInstanceState
+
+
+class FilterIgnored(LocalExecutor):
+    def get_event_buffer(self, dag_ids: Any = None) -> dict[Any, Any]:
+        return super().get_event_buffer()
+
+
+class RunningAfterTerminal(LocalExecutor):
+    """Re-announces RUNNING for tasks that already finished (a late status poll)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._finished: list[Any] = []
+
+    def _report(self, key: Any, state: str, info: str) -> None:
+        super()._report(key, state, info)
+        self._finished.append(key)
+
+    def sync(self) -> None:
+        for key in self._finished:
+            self.event_buffer[key] = (TaskInstanceState.RUNNING, "late-status")
+        self._finished = []
+        super().sync()
+
+
+class StrictChangeState(LocalExecutor):
+    def change_state(self, key: Any, state: Any, info: Any = None, remove_running: bool = True) -> None:
+        if remove_running:
+            self.running.remove(key)  # KeyError for keys the scheduler injects
+        super().change_state(key, state, info, remove_running=False)
+
+
+# -- CLI and logs -----------------------------------------------------------------------------------
+
+
+class CollidingCliCommands(LocalExecutor):
+    @staticmethod
+    def get_cli_commands() -> list[Any]:
+        from airflow.cli.cli_config import ActionCommand, GroupCommand
+
+        return [GroupCommand(name="tasks", help="shadows airflow tasks", subcommands=(
+            ActionCommand(name="list", help="x", func=lambda args: None, args=()),))]
+
+
+class RaisingTaskLog(LocalExecutor):
+    def get_task_log(self, ti: Any, try_number: int) -> tuple[list[str], list[str]]:
+        messages, logs = super().get_task_log(ti, try_number)
+        if not logs:
+            raise FileNotFoundError(f"no log for {ti.key}")
+        return messages, logs
+
+
+# -- stuck in queued --------------------------------------------------------------------------------
+
+
+class RevokeNoop(LocalExecutor):
+    def revoke_task(self, *, ti: Any) -> None:
+        pass
+
+
+class RevokeEmitsEvent(LocalExecutor):
+    def revoke_task(self, *, ti: Any) -> None:
+        super().revoke_task(ti=ti)
+        self.fail(ti.key, "revoked")
+
+
+class RevokeRaisesForUnknown(LocalExecutor):
+    def revoke_task(self, *, ti: Any) -> None:
+        if ti.key not in self.queued_tasks and ti.key not in self._procs:
+            raise KeyError(ti.key)
+        super().revoke_task(ti=ti)
+
+
+class RevokeLeavesRunning(LocalExecutor):
+    def revoke_task(self, *, ti: Any) -> None:
+        was_running = ti.key in self.running
+        super().revoke_task(ti=ti)
+        if was_running:
+            self.running.add(ti.key)
+
+
+class RemembersRevoked(LocalExecutor):
+    """Blocks a revoked dag/task for good: its next try is accepted but never started."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._blocked: set[tuple[str, str]] = set()
+
+    def revoke_task(self, *, ti: Any) -> None:
+        super().revoke_task(ti=ti)
+        self._blocked.add((ti.dag_id, ti.task_id))
+
+    def _dispatch(self, key: Any, payload: Any) -> None:
+        if (key.dag_id, key.task_id) not in self._blocked:
+            super()._dispatch(key, payload)
+
+
+class CleanupReturnsNone(LocalExecutor):
+    def revoke_task(self, *, ti: Any) -> None:
+        raise NotImplementedError
+
+    def cleanup_stuck_queued_tasks(self, tis: list[Any]) -> Any:
+        for ti in tis:
+            self.queued_tasks.pop(ti.key, None)
+        return None
+
+
+class CleanupLeavesQueued(LocalExecutor):
+    def revoke_task(self, *, ti: Any) -> None:
+        raise NotImplementedError
+
+    def cleanup_stuck_queued_tasks(self, tis: list[Any]) -> list[str]:
+        return [repr(ti) for ti in tis]  # ... and the tasks still start
+
+
+# -- adoption ---------------------------------------------------------------------------------------
+
+
+class AdoptRaisesOnForeign(LocalExecutor):
+    def try_adopt_task_instances(self, tis: Any) -> Any:
+        for ti in tis:
+            if not ti.external_executor_id:
+                raise ValueError(f"{ti.key} has no external_executor_id")
+        return super().try_adopt_task_instances(tis)
+
+
+class AdoptReturnsStrangers(LocalExecutor):
+    def try_adopt_task_instances(self, tis: Any) -> Any:
+        return [copy.copy(ti) for ti in super().try_adopt_task_instances(tis)]
+
+
+class AdoptReturnsAdopted(LocalExecutor):
+    def try_adopt_task_instances(self, tis: Any) -> Any:
+        not_adopted = super().try_adopt_task_instances(tis)
+        return [ti for ti in tis if ti not in not_adopted]
+
+
+class AdoptNeverReports(LocalExecutor):
+    def try_adopt_task_instances(self, tis: Any) -> Any:
+        return [ti for ti in tis if not ti.external_executor_id]  # claims them, tracks nothing
+
+
+class AdoptReruns(LocalExecutor):
+    """Adopts by starting the work again instead of attaching to it."""
+
+    def try_adopt_task_instances(self, tis: Any) -> Any:
+        not_adopted = list(super().try_adopt_task_instances(tis))
+        for ti in tis:
+            if ti not in not_adopted and ti.key in self._procs:
+                del self._procs[ti.key]
+                self.running.discard(ti.key)
+                self.queued_tasks[ti.key] = _requeue_payload(ti)
+        return not_adopted
+
+
+class AdoptTwiceHandsBack(LocalExecutor):
+    def try_adopt_task_instances(self, tis: Any) -> Any:
+        known = [ti for ti in tis if ti.key in self._procs]
+        return known + list(super().try_adopt_task_instances([ti for ti in tis if ti.key not in self._procs]))
+
+
+class ReportsUnadopted(LocalExecutor):
+    """Hands back what it cannot adopt, but keeps tracking it and reports it failed later."""
+
+    def try_adopt_task_instances(self, tis: Any) -> Any:
+        not_adopted = list(super().try_adopt_task_instances(tis))
+        for ti in not_adopted:
+            self.fail(ti.key, "lost")
+        return not_adopted
+
+
+def _requeue_payload(ti: Any) -> Any:
+    from conformance import airflow_compat as compat
+
+    handle = compat.make_task(ti.dag_id, ti.task_id, ti.run_id, try_number=ti.key.try_number)
+    if _bridge.IS_AIRFLOW3:
+        return handle.workload
+    return (handle.command, 1, "default", handle.ti)
+
+
+# -- the registry -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Control:
+    executor: type
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    advice: bool = False  # for ATTR-2a advice checks the control must produce advice, not a failure
+
+    @property
+    def name(self) -> str:
+        return self.executor.__name__
+
+
+NEGATIVE_CONTROLS: dict[str, list[Control]] = {
+    "attributes.declared_with_types": [Control(WronglyTypedAttributes)],
+    "attributes.single_threaded_never_overlaps": [Control(ClaimsSingleThreaded)],
+    "attributes.parallel_executor_overlaps": [Control(SerialButClaimsParallel)],
+    "attributes.sentry_integration_importable": [Control(BadSentryIntegration)],
+    "attributes.multi_team_accepts_team_name": [Control(ClaimsMultiTeam)],
+    "attributes.serve_logs_goes_with_is_local": [Control(LocalWithoutServeLogs, advice=True)],
+    "heartbeat.triggers_queued_work": [Control(NeverStarts)],
+    "heartbeat.respects_parallelism": [Control(ForgetsRunning)],
+    "heartbeat.slots_account_for_work": [Control(ForgetsRunning)],
+    "heartbeat.sync_once_per_heartbeat": [Control(DoubleSync)],
+    "heartbeat.does_not_block": [Control(BlockingSync)],
+    "heartbeat.priority_order": [Control(ReversedPriority)],
+    "heartbeat.empty_heartbeat_changes_nothing": [Control(ChattySync)],
+    "lifecycle.constructible_without_arguments": [Control(NeedsArguments, {"endpoint": "http://x"})],
+    "lifecycle.end_waits_and_flushes": [Control(EndDoesNotWait)],
+    "lifecycle.terminate_stops_work": [Control(TerminateDoesNothing)],
+    "lifecycle.same_key_runs_once": [Control(RunsTwiceIfQueuedTwice)],
+    "lifecycle.at_most_once_per_try": [Control(RunsEachTaskTwice)],
+    "lifecycle.tracks_task_until_terminal": [Control(ForgetsRunning)],
+    "lifecycle.repeated_build_start_end": [Control(OneShotExecutor)],
+    "events.one_terminal_event_matching_journal": [Control(AlwaysSuccess)],
+    "events.only_known_keys_and_states": [Control(StringStates), Control(ChattySync)],
+    "events.buffer_flush_and_dag_filter": [Control(FilterIgnored)],
+    "events.intermediate_states_precede_terminal": [Control(RunningAfterTerminal)],
+    "events.tolerates_unknown_keys": [Control(StrictChangeState)],
+    "cli.commands_are_valid": [Control(CollidingCliCommands)],
+    "logs.get_task_log_shape": [Control(RaisingTaskLog)],
+    "stuck.revoked_queued_task_never_starts": [Control(RevokeNoop)],
+    "stuck.revoke_adds_no_event_and_never_raises": [Control(RevokeEmitsEvent), Control(RevokeRaisesForUnknown)],
+    "stuck.revoked_running_task_untracked": [Control(RevokeLeavesRunning)],
+    "stuck.requeued_after_revoke_runs": [Control(RemembersRevoked)],
+    "stuck.cleanup_returns_consumable": [Control(CleanupReturnsNone), Control(CleanupLeavesQueued)],
+    "adoption.returns_unadopted_subset": [Control(AdoptRaisesOnForeign), Control(AdoptReturnsStrangers)],
+    "adoption.adopted_tasks_finish_without_rerun": [Control(AdoptReturnsAdopted), Control(AdoptNeverReports),
+                                                    Control(AdoptReruns)],
+    "adoption.adopting_twice_is_idempotent": [Control(AdoptTwiceHandsBack)],
+    "adoption.unadopted_never_reported": [Control(ReportsUnadopted)],
+}
+
+#: The reference executors, for "a correct executor passes" tests.
+REFERENCE = {"LocalExecutor": LocalExecutor, "SequentialExecutor": SequentialExecutor}

@@ -1,0 +1,38 @@
+"""Every check fails on a deliberately broken executor; a check nobody has seen fail is not a check."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance import catalog
+from conformance.harness import Budgets
+from conformance.profile import ExecutorProfile
+from conformance.runner import Outcome, run_check
+from tests.broken_executors import NEGATIVE_CONTROLS, Control
+
+#: Broken executors fail by missing deadlines; a correct executor meets them in milliseconds.
+FAST = Budgets(wait=3.0, heartbeat=5.0, end=10.0)
+
+CASES = [(check_id, control) for check_id, controls in sorted(NEGATIVE_CONTROLS.items()) for control in controls]
+
+
+def test_every_check_has_a_negative_control() -> None:
+    missing = sorted(set(catalog.load()) - set(NEGATIVE_CONTROLS))
+    assert not missing, f"checks without a broken executor that they catch: {missing}"
+    unknown = sorted(set(NEGATIVE_CONTROLS) - set(catalog.load()))
+    assert not unknown, f"negative controls for checks that do not exist: {unknown}"
+
+
+@pytest.mark.parametrize(("check_id", "control"), CASES, ids=[f"{c}-{k.name}" for c, k in CASES])
+def test_check_catches_broken_executor(check_id: str, control: Control, sandbox: object) -> None:
+    spec = catalog.get(check_id)
+    if not spec.applies():
+        pytest.skip(f"{check_id} applies to {spec.applies_text} only")
+    profile = ExecutorProfile(executor_class=control.executor, executor_kwargs=dict(control.kwargs))
+    result = run_check(spec, profile, sandbox, budgets=FAST)  # type: ignore[arg-type]
+    wanted = Outcome.ADVICE if control.advice else Outcome.FAILED
+    assert result.outcome is wanted, (
+        f"{check_id} did not catch {control.name}: outcome {result.outcome.value}\n{result.message}")
+    if wanted is Outcome.FAILED:
+        assert f"[{check_id}]" in result.message and spec.clause in result.message
+        assert "How to fix:" in result.message

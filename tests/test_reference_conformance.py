@@ -1,0 +1,43 @@
+"""The reference executors pass every check that applies to them (and only skip what they lack)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance import airflow_compat as compat
+from conformance import catalog
+from conformance.profile import ExecutorProfile
+from conformance.runner import Outcome, run_check
+from tests.broken_executors import REFERENCE
+
+#: What each reference executor legitimately does not support (anything else must pass).
+NOT_SUPPORTED = {
+    "LocalExecutor": {"attributes.single_threaded_never_overlaps", "attributes.multi_team_accepts_team_name"},
+    "SequentialExecutor": {"attributes.parallel_executor_overlaps", "attributes.multi_team_accepts_team_name",
+                           "heartbeat.respects_parallelism", "heartbeat.does_not_block",
+                           "stuck.revoked_running_task_untracked", "cli.commands_are_valid",
+                           "adoption.adopted_tasks_finish_without_rerun",
+                           "adoption.adopting_twice_is_idempotent"},
+}
+
+CASES = [(name, check_id) for name in REFERENCE for check_id in sorted(catalog.load())]
+
+
+@pytest.mark.parametrize(("executor_name", "check_id"), CASES, ids=[f"{n}-{c}" for n, c in CASES])
+def test_reference_executor_passes(executor_name: str, check_id: str, sandbox: object) -> None:
+    spec = catalog.get(check_id)
+    result = run_check(spec, ExecutorProfile(executor_class=REFERENCE[executor_name]), sandbox)  # type: ignore[arg-type]
+    if not spec.applies():
+        assert result.outcome is Outcome.NOT_APPLICABLE
+        return
+    if check_id in NOT_SUPPORTED[executor_name]:
+        assert result.outcome is Outcome.NOT_SUPPORTED, result.message
+    else:
+        assert result.outcome is Outcome.PASSED, result.message
+
+
+def test_sequential_reports_adoption_not_supported_on_this_airflow(sandbox: object) -> None:
+    spec = catalog.get("adoption.adopted_tasks_finish_without_rerun")
+    result = run_check(spec, ExecutorProfile(executor_class=REFERENCE["SequentialExecutor"]), sandbox)  # type: ignore[arg-type]
+    assert result.outcome is Outcome.NOT_SUPPORTED
+    assert "try_adopt_task_instances" in result.message, compat.version_string()
