@@ -1,0 +1,129 @@
+"""``executor-conformance``: certify an executor, list and explain checks, merge reports.
+
+``certify`` is a thin wrapper over ``pytest --executor ...``: the suite is the pytest run, so every
+pytest option (``-k``, ``-x``, ``-n``, ``--junitxml``) works after the dotted path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import conformance
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="executor-conformance",
+        description="Certify an Apache Airflow executor against the contract Airflow's scheduler relies on.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {conformance.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    certify = sub.add_parser("certify", help="run the suite against an executor and write a report")
+    certify.add_argument("executor", metavar="DOTTED.PATH", help="e.g. my_pkg.executors.MyExecutor")
+    certify.add_argument("--report", metavar="DIR", help="report directory (default reports/<executor-name>/)")
+    certify.add_argument("--executor-kwargs", metavar="JSON", help="constructor kwargs as a JSON object")
+    certify.add_argument("--airflow-info", action="store_true", help="print the installed Airflow and exit")
+    certify.epilog = "Any other argument is passed to pytest (e.g. -k heartbeat, -x, -n 2, --junitxml=FILE)."
+
+    sub.add_parser("checks", help="print the catalogue of checks")
+    explain = sub.add_parser("explain", help="explain one check: what it asserts, why, how to fix")
+    explain.add_argument("check_id")
+    matrix = sub.add_parser("matrix", help="merge report.json files into one Markdown matrix")
+    matrix.add_argument("reports", nargs="+", metavar="REPORT_OR_DIR")
+    matrix.add_argument("--output", metavar="FILE", help="write the table here as well as to stdout")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "certify":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.pytest_args = extra
+    if args.command == "certify":
+        return _certify(args)
+    if args.command == "checks":
+        return _checks()
+    if args.command == "explain":
+        return _explain(args.check_id)
+    if args.command == "matrix":
+        return _matrix(args.reports, args.output)
+    parser.print_help()
+    return 0
+
+
+def _certify(args: argparse.Namespace) -> int:
+    if args.airflow_info:
+        from conformance import airflow_compat as compat
+
+        print(f"Airflow {compat.version_string()}; Python {sys.version.split()[0]}")
+        return 0
+    import pytest
+
+    name = args.executor.replace(":", ".").rsplit(".", 1)[-1]
+    report = args.report or os.path.join("reports", name)
+    pytest_args = ["--executor", args.executor, "--conformance-report", report, "-p", "no:cacheprovider"]
+    if args.executor_kwargs:
+        pytest_args += ["--executor-kwargs", args.executor_kwargs]
+    extra = [a for a in args.pytest_args if a != "--"]
+    if not any(a.startswith("-n") or a == "--numprocesses" for a in extra) and (os.cpu_count() or 1) >= 4:
+        extra += ["-n", "auto"]  # xdist only pays off with spare cores; sandboxes are per worker
+    code = int(pytest.main(pytest_args + extra))
+    print(f"report: {Path(report) / 'report.md'}")
+    return code
+
+
+def _checks() -> int:
+    from conformance import catalog
+
+    specs = catalog.load()
+    width = max(len(i) for i in specs)
+    for check_id in sorted(specs):
+        spec = specs[check_id]
+        needs = ",".join(spec.needs) or "-"
+        print(f"{check_id:<{width}}  {spec.clause:<7} {needs:<24} {spec.title}")
+    return 0
+
+
+def _explain(check_id: str) -> int:
+    from conformance import catalog
+
+    try:
+        spec = catalog.get(check_id)
+    except KeyError as exc:
+        print(f"executor-conformance: {exc.args[0]} (see `executor-conformance checks`)", file=sys.stderr)
+        return 4
+    print(f"{spec.id} (SPEC {spec.clause}; applies to {spec.applies_text}"
+          f"{'; needs ' + ', '.join(spec.needs) if spec.needs else ''})")
+    print(f"\nDemands: {spec.title}.")
+    print(f"How it is checked: {spec.doc}")
+    print(f"\nWhy Airflow needs it: {spec.expects}")
+    print(f"\nHow to fix: {spec.fix}")
+    return 0
+
+
+def _matrix(paths: list[str], output: str | None) -> int:
+    from conformance.matrix import render_matrix
+
+    reports = []
+    for raw in paths:
+        path = Path(raw)
+        path = path / "report.json" if path.is_dir() else path
+        try:
+            reports.append(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            print(f"executor-conformance: cannot read {path}: {exc}", file=sys.stderr)
+            return 4
+    table = render_matrix(reports)
+    print(table)
+    if output:
+        Path(output).write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
