@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,7 +124,6 @@ class Sandbox:
         limit = time.monotonic() + deadline
         waiter = threading.Event()
         while self.journal().still_running() and time.monotonic() < limit:
-            _reap_children()
             waiter.wait(0.01)
 
     def kill_leaked_probes(self) -> list[journal.ProbeRun]:
@@ -142,9 +142,9 @@ class Sandbox:
         limit = time.monotonic() + 5.0
         waiter = threading.Event()
         while any(journal.pid_alive(r.pid) for r in leaked) and time.monotonic() < limit:
-            _reap_children()
+            _reap(r.pid for r in leaked)
             waiter.wait(0.01)
-        _reap_children()
+        _reap(r.pid for r in leaked)
         return leaked
 
     def outside_writes(self) -> list[Path]:
@@ -157,15 +157,14 @@ def _user_airflow_dir() -> Path:
     return Path(os.path.expanduser("~")) / "airflow"
 
 
-def _reap_children() -> None:
-    """Collect exited children of this process that nobody else will wait for (abandoned executors)."""
-    while True:
+def _reap(pids: Iterable[int]) -> None:
+    """Collect the exit status of killed probes that are our own children (and only those: reaping
+    with waitpid(-1) would steal the status of an executor's live subprocess or worker)."""
+    for pid in pids:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
-            return
-        if pid == 0:
-            return
+            pass
 
 
 def active() -> Sandbox | None:

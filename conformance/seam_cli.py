@@ -31,6 +31,10 @@ def _probe_identity(argv: list[str]) -> dict[str, object] | None:
 
 
 def _real_airflow() -> str | None:
+    """The ``airflow`` installed next to this interpreter, else the next one on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "airflow")
+    if os.access(beside, os.X_OK):
+        return beside
     shim_dir = os.environ.get(ENV_SHIM_DIR, "")
     rest = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != shim_dir]
     return shutil.which("airflow", path=os.pathsep.join(rest))

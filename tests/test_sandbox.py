@@ -1,0 +1,74 @@
+"""The suite never touches the user's Airflow: proven in a fresh interpreter with a fake HOME."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+from conformance.sandbox import Sandbox
+
+
+def _clean_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AIRFLOW", "CONFORMANCE", "PYTEST_XDIST")) and k != "PYTHONPATH"}
+    env["HOME"] = str(home)
+    env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if "executor-conformance-" not in p)
+    return env
+
+
+def test_airflow_home_is_private_and_removed_afterwards(tmp_path: Path) -> None:
+    script = textwrap.dedent("""
+        import os, sys
+        from conformance.sandbox import Sandbox
+        box = Sandbox.create().activate()
+        from airflow.configuration import AIRFLOW_HOME, conf
+        from airflow.executors.base_executor import BaseExecutor
+        assert AIRFLOW_HOME == str(box.airflow_home), AIRFLOW_HOME
+        assert conf.get("database", "sql_alchemy_conn").startswith("sqlite:///" + str(box.root))
+        root = box.root
+        box.deactivate()
+        assert not root.exists()
+        assert "AIRFLOW_HOME" not in os.environ
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], env=_clean_env(tmp_path), capture_output=True,
+                            text=True, timeout=180)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+    assert not (tmp_path / "airflow").exists()
+
+
+def test_a_certification_run_leaves_no_trace_in_home(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--executor",
+         "reference_executors.SequentialExecutor", "-q", "-k", "lifecycle"],
+        env=_clean_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "CERTIFIED" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], list(tmp_path.iterdir())
+
+
+def test_leaked_probe_processes_are_killed_and_reported(sandbox: Sandbox) -> None:
+    from conformance import probes
+
+    probe = probes.Probe.new(probes.ProbeKind.HANG)
+    proc = subprocess.Popen([str(sandbox.shim_dir / "airflow"), "tasks", "run", "d", probe.task_id, "r"],
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not sandbox.journal().started(probe.task_id):
+            assert time.monotonic() < deadline, "the hang probe never wrote its start entry"
+            threading.Event().wait(0.01)
+        leaked = sandbox.kill_leaked_probes()
+        assert [r.task_id for r in leaked] == [probe.task_id]
+        from conformance.journal import pid_alive
+
+        assert not pid_alive(proc.pid), "the leaked probe process is still alive"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
