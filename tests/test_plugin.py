@@ -1,0 +1,156 @@
+"""The plugin as a user meets it: options, bad input, expected failures, xdist, hangs, reports."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+BROKEN_MODULE = textwrap.dedent("""
+    import threading
+    from reference_executors import LocalExecutor
+
+    class EndDoesNotWait(LocalExecutor):
+        def end(self):
+            pass
+
+    class HangingSync(LocalExecutor):
+        def sync(self):
+            threading.Event().wait()  # blocks the scheduler loop forever
+
+    class ExplodingConstructor(LocalExecutor):
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("no credentials configured")
+
+    NOT_A_CLASS = 42
+""")
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makepyfile(my_executors=BROKEN_MODULE)
+    return pytester
+
+
+def _one_line_error(result: pytest.RunResult, text: str) -> None:
+    assert result.ret == 4, result.stdout.str() + result.stderr.str()
+    err = result.stderr.str()
+    assert "Traceback" not in err and "Traceback" not in result.stdout.str()
+    lines = [line for line in err.splitlines() if line.startswith("ERROR:")]
+    assert len(lines) == 1 and text in lines[0], err
+
+
+def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--help")
+    result.stdout.fnmatch_lines(["*--executor=DOTTED.PATH*", "*--executor-kwargs=JSON*", "*--conformance-report=DIR*"])
+
+
+@pytest.mark.parametrize(("dotted", "message"), [
+    ("no_such_module.Executor", "module 'no_such_module' could not be imported: ModuleNotFoundError"),
+    ("my_executors.Missing", "module 'my_executors' has no attribute 'Missing'"),
+    ("my_executors.NOT_A_CLASS", "'NOT_A_CLASS' is a int, not a class"),
+    ("collections:OrderedDict", "OrderedDict is not a subclass of airflow.executors.base_executor.BaseExecutor"),
+    ("my_executors.ExplodingConstructor", "the constructor raised RuntimeError: no credentials configured"),
+    ("justaword", "expected a dotted path"),
+])
+def test_bad_executor_is_one_clear_line(project: pytest.Pytester, dotted: str, message: str) -> None:
+    _one_line_error(project.runpytest_subprocess("--executor", dotted), message)
+
+
+def test_malformed_kwargs_is_one_clear_line(project: pytest.Pytester) -> None:
+    result = project.runpytest_subprocess("--executor", "reference_executors.LocalExecutor",
+                                          "--executor-kwargs", "{parallelism: 2")
+    _one_line_error(result, "--executor-kwargs is not valid JSON")
+
+
+def test_unknown_expected_failure_id_is_an_error(project: pytest.Pytester) -> None:
+    project.makeini("[pytest]\nexecutor_expected_failures =\n    heartbeat.no_such_check: we think so\n")
+    result = project.runpytest_subprocess("--executor", "reference_executors.LocalExecutor")
+    _one_line_error(result, "unknown check id(s) in expected failures: heartbeat.no_such_check")
+
+
+def test_expected_failure_that_fails_is_reported_as_expected(project: pytest.Pytester) -> None:
+    project.makepyprojecttoml(textwrap.dedent("""
+        [tool.executor-conformance]
+        executor = "my_executors.EndDoesNotWait"
+        expected_failures = { "lifecycle.end_waits_and_flushes" = "end() is fire-and-forget until v2" }
+    """))
+    result = project.runpytest_subprocess("-k", "end_waits_and_flushes", "-p", "no:cacheprovider")
+    result.assert_outcomes(xfailed=1)
+    result.stdout.fnmatch_lines(["*VERDICT: my_executors.EndDoesNotWait is CERTIFIED (1 expected failure)*"])
+
+
+def test_expected_failure_that_passes_fails_the_run(project: pytest.Pytester) -> None:
+    project.makeini("[pytest]\nexecutor_expected_failures =\n    lifecycle.end_waits_and_flushes: flaky\n")
+    result = project.runpytest_subprocess("--executor", "reference_executors.LocalExecutor",
+                                          "-k", "end_waits_and_flushes")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*is listed as an expected failure ('flaky') but it passed*"])
+
+
+def test_a_failing_check_explains_itself(project: pytest.Pytester) -> None:
+    result = project.runpytest_subprocess("--executor", "my_executors.EndDoesNotWait", "-k", "end_waits")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*[[]lifecycle.end_waits_and_flushes] violates SPEC LIFE-1*",
+        "*What the executor did:*",
+        "*What Airflow's scheduler expects:*",
+        "*How to fix:*",
+        "*Harness transcript*",
+        "*VERDICT: my_executors.EndDoesNotWait is NOT CERTIFIED*",
+    ])
+
+
+def test_hanging_executor_is_a_clear_failure_naming_the_call(project: pytest.Pytester) -> None:
+    result = project.runpytest_subprocess("--executor", "my_executors.HangingSync", "-k", "triggers_queued_work",
+                                          "--timeout", "60")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*executor call HangingSync.heartbeat() did not return within 10.0s*"])
+
+
+def test_xdist_run_assembles_the_report_on_the_controller(project: pytest.Pytester, tmp_path: Path) -> None:
+    report_dir = tmp_path / "report"
+    result = project.runpytest_subprocess("--executor", "reference_executors.LocalExecutor", "-n", "2",
+                                          "-k", "heartbeat or events", "--conformance-report", str(report_dir))
+    assert result.ret == 0, result.stdout.str()
+    report = json.loads((report_dir / "report.json").read_text())
+    ids = {c["id"] for c in report["checks"]}
+    assert ids and all(i.split(".")[0] in ("heartbeat", "events") for i in ids)
+    assert report["certified"] is True
+    assert result.stdout.str().count("VERDICT:") == 1
+
+
+def test_report_and_junit_carry_check_ids_and_clauses(project: pytest.Pytester, tmp_path: Path) -> None:
+    report_dir = tmp_path / "report"
+    junit = tmp_path / "junit.xml"
+    result = project.runpytest_subprocess("--executor", "reference_executors.SequentialExecutor",
+                                          "--conformance-report", str(report_dir), f"--junitxml={junit}")
+    assert result.ret == 0, result.stdout.str()
+    report = json.loads((report_dir / "report.json").read_text())
+    by_id = {c["id"]: c for c in report["checks"]}
+    assert by_id["adoption.adopted_tasks_finish_without_rerun"]["status"] == "not supported"
+    assert by_id["lifecycle.end_waits_and_flushes"]["status"] == "passed"
+    assert report["capabilities"]["single_threaded"] is True and report["executor"].endswith("SequentialExecutor")
+    markdown = (report_dir / "report.md").read_text()
+    assert "**CERTIFIED**" in markdown and "`heartbeat.priority_order`" in markdown
+    xml = junit.read_text()
+    assert 'name="check_id" value="heartbeat.priority_order"' in xml and 'name="clause" value="HB-4"' in xml
+
+
+def test_area_markers_select_checks(project: pytest.Pytester) -> None:
+    result = project.runpytest_subprocess("--executor", "reference_executors.LocalExecutor", "-m", "stuck",
+                                          "--collect-only", "-q")
+    out = result.stdout.str()
+    assert "stuck.revoke_adds_no_event_and_never_raises" in out and "heartbeat." not in out
+
+
+def test_plugin_is_cheap_when_unused(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_plain="""
+        import sys
+        def test_plain():
+            assert "airflow" not in sys.modules
+            assert "conformance.harness" not in sys.modules
+    """)
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
