@@ -240,6 +240,16 @@ class SchedulerHarness:
                 raise DeadlineExceeded(f"waited {deadline:.1f}s for {what}, it did not happen")
             waiter.wait(HEARTBEAT_CADENCE)
 
+    def observe(self, condition: Callable[[], bool], window: float) -> bool:
+        """Heartbeat through an observation window: True as soon as ``condition`` holds, False if it
+        never did. For things a correct executor must NOT do (e.g. start a duplicate), where the
+        window is the chance a broken one gets to show itself."""
+        try:
+            self.drain(condition, "an observation window", deadline=window)
+        except DeadlineExceeded:
+            return False
+        return True
+
     def drain_terminal(self, tasks: Sequence[QueuedTask], deadline: float | None = None) -> None:
         keys = [t.key for t in tasks]
         self.drain(lambda: all(self.terminal_events(k) for k in keys),

@@ -142,6 +142,20 @@ class RunsTwiceIfQueuedTwice(LocalExecutor):
         super().queue_workload(workload, session)
 
 
+class DispatchesRequeuedImmediately(LocalExecutor):
+    """Like 3.3's base + LocalExecutor: a key queued again while running is started right away."""
+
+    def sync(self) -> None:
+        super().sync()
+        self.running.clear()  # so that 2.x's base does not hold the re-queued key back either
+
+    def _dispatch(self, key: Any, payload: Any) -> None:
+        if key in self._procs:
+            self._launch(key, new_external_id("again"), payload)
+            return
+        super()._dispatch(key, payload)
+
+
 class RunsEachTaskTwice(LocalExecutor):
     def _dispatch(self, key: Any, payload: Any) -> None:
         super()._dispatch(key, payload)
@@ -382,7 +396,8 @@ NEGATIVE_CONTROLS: dict[str, list[Control]] = {
     "lifecycle.constructible_without_arguments": [Control(NeedsArguments, {"endpoint": "http://x"})],
     "lifecycle.end_waits_and_flushes": [Control(EndDoesNotWait)],
     "lifecycle.terminate_stops_work": [Control(TerminateDoesNothing)],
-    "lifecycle.same_key_runs_once": [Control(RunsTwiceIfQueuedTwice)],
+    "lifecycle.same_key_queued_twice_runs_once": [Control(RunsTwiceIfQueuedTwice)],
+    "lifecycle.requeued_while_running_never_overlaps": [Control(DispatchesRequeuedImmediately)],
     "lifecycle.at_most_once_per_try": [Control(RunsEachTaskTwice)],
     "lifecycle.tracks_task_until_terminal": [Control(ForgetsRunning)],
     "lifecycle.repeated_build_start_end": [Control(OneShotExecutor)],

@@ -15,6 +15,7 @@ NOT_SUPPORTED = {
     "LocalExecutor": {"attributes.single_threaded_never_overlaps", "attributes.multi_team_accepts_team_name"},
     "SequentialExecutor": {"attributes.parallel_executor_overlaps", "attributes.multi_team_accepts_team_name",
                            "heartbeat.respects_parallelism", "heartbeat.does_not_block",
+                           "lifecycle.requeued_while_running_never_overlaps",
                            "stuck.revoked_running_task_untracked", "cli.commands_are_valid",
                            "adoption.adopted_tasks_finish_without_rerun",
                            "adoption.adopting_twice_is_idempotent"},
