@@ -127,6 +127,11 @@ class Journal:
     def finished(self, task_id: str) -> bool:
         return any(r.end is not None for r in self.runs_of(task_id))
 
+    def finished_all(self, task_ids: Iterable[str]) -> bool:
+        """Re-read: every run of these tasks has ended by now (their work is over)."""
+        fresh = self.refresh()
+        return all(r.end is not None for t in task_ids for r in fresh.runs_of(t))
+
     def runs_after(self, moment: float) -> list[ProbeRun]:
         return [r for r in self.runs if r.started >= moment]
 
@@ -134,16 +139,25 @@ class Journal:
         """Runs with no end entry whose process is still alive (a hang, or a leak)."""
         return [r for r in self.runs if r.end is None and pid_alive(r.pid)]
 
-    def max_concurrency(self, task_ids: Iterable[str] | None = None, now: float | None = None) -> int:
-        """Largest number of runs in progress at the same moment (sweep over start/end times)."""
+    def max_concurrency(self, task_ids: Iterable[str] | None = None, now: float | None = None,
+                        ended_by: dict[str, float] | None = None) -> int:
+        """Largest number of runs in progress at the same moment (sweep over start/end times).
+
+        ``ended_by`` caps runs of some tasks at a moment (e.g. when they were revoked: from then on
+        the executor no longer counts them, whether it killed them or let them finish)."""
         wanted = None if task_ids is None else set(task_ids)
         horizon = now if now is not None else float("inf")
+        caps = ended_by or {}
         points: list[tuple[float, int]] = []
         for run in self.runs:
             if wanted is not None and run.task_id not in wanted:
                 continue
+            end = run.finished if run.finished is not None else horizon
+            end = min(end, caps.get(run.task_id, end))
+            if end <= run.started:
+                continue
             points.append((run.started, 1))
-            points.append((run.finished if run.finished is not None else horizon, -1))
+            points.append((end, -1))
         points.sort(key=lambda p: (p[0], p[1]))  # ends before starts at the same instant
         current = best = 0
         for _, delta in points:

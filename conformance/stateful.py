@@ -22,7 +22,14 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from conformance import airflow_compat as compat
 from conformance.harness import QueuedTask, SchedulerHarness
@@ -32,10 +39,12 @@ from conformance.sandbox import Sandbox, ensure_active
 from conformance.strategies import DAGS, dag_filters, dag_indexes, delays_ms, priorities, probe_kinds
 
 PARALLELISM = 2
+#: Seconds a finished task may take to be reported during the final drain.
+GRACE = 1.0
 MAX_OUTSTANDING = 6
 
 PROFILES = {
-    "ci": dict(max_examples=20, stateful_step_count=12),
+    "ci": dict(max_examples=25, stateful_step_count=15),
     "thorough": dict(max_examples=200, stateful_step_count=25),
 }
 ENV_PROFILE = "CONFORMANCE_HYPOTHESIS_PROFILE"
@@ -71,8 +80,11 @@ def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None) -> typ
             self.harness = self._new_harness("A", job_id=1)
             self.retired: list[SchedulerHarness] = []
             self.revoked: set[Any] = set()
+            self.revoked_at: dict[str, float] = {}
             self.known: dict[Any, QueuedTask] = {}
             self.ended = False
+            self.steps = 0  # preconditions may only read deterministic state (hypothesis replays)
+            self.heartbeats = 0
 
         def _new_harness(self, name: str, job_id: int) -> SchedulerHarness:
             h = SchedulerHarness(profile.build(parallelism=PARALLELISM), box, name=name, job_id=job_id)
@@ -90,28 +102,58 @@ def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None) -> typ
             raise PropertyViolated(f"SPEC PROP {prop}: {detail}\n" + self.harness.format_transcript(40))
 
         # -- rules: the scheduler's moves --------------------------------------------------------
+        @initialize(tasks=st.lists(st.tuples(probe_kinds(), delays_ms(), priorities(), dag_indexes()),
+                                   min_size=2, max_size=4))
+        def first_tasks(self, tasks: list[tuple[str, int, int, int]]) -> None:
+            """Every programme starts with work queued: an idle executor teaches little."""
+            self.queue(tasks)
+
         @precondition(lambda self: not self.ended)
-        @rule(kind=probe_kinds(), delay_ms=delays_ms(), priority=priorities(), dag=dag_indexes())
-        def queue(self, kind: str, delay_ms: int, priority: int, dag: int) -> None:
-            if len(self._outstanding()) >= MAX_OUTSTANDING:
-                return
-            task = self.harness.queue(Probe.new(ProbeKind(kind), delay=delay_ms / 1000), priority=priority,
-                                      dag_id=DAGS[dag])
-            self.known[task.key] = task
+        @rule(tasks=st.lists(st.tuples(probe_kinds(), delays_ms(), priorities(), dag_indexes()),
+                             min_size=1, max_size=3))
+        def queue(self, tasks: list[tuple[str, int, int, int]]) -> None:
+            """The scheduler queues up to three TIs in one loop (kind, delay ms, priority, dag)."""
+            self.steps += 1
+            for kind, delay_ms, priority, dag in tasks:
+                if len(self._outstanding()) >= MAX_OUTSTANDING:
+                    return
+                task = self.harness.queue(Probe.new(ProbeKind(kind), delay=delay_ms / 1000),
+                                          priority=priority, dag_id=DAGS[dag])
+                self.known[task.key] = task
+
+        @precondition(lambda self: not self.ended)
+        @rule(dags=dag_filters())
+        def scheduler_loop(self, dags: list[int] | None) -> None:
+            """One scheduler loop: heartbeat, then read the event buffer (optionally for some dags)."""
+            self.steps += 1
+            self.heartbeats += 1
+            self.harness.heartbeat()
+            self._take_events(dags)
 
         @precondition(lambda self: not self.ended)
         @rule()
         def heartbeat(self) -> None:
+            self.steps += 1
+            self.heartbeats += 1
             self.harness.heartbeat()
 
         @rule(dags=dag_filters())  # also after end(): the scheduler reads the buffer once more
         def get_event_buffer(self, dags: list[int] | None) -> None:
-            self.harness.collect(None if dags is None else [DAGS[i] for i in dags])
+            self.steps += 1
+            self._take_events(dags)
+
+        def _take_events(self, dags: list[int] | None) -> None:
+            taken = self.harness.collect(None if dags is None else [DAGS[i] for i in dags])
+            left = [k for k in taken if k in self.harness.executor.event_buffer]
+            if left:
+                self._violated("get_event_buffer pops what it returns",
+                               f"events returned for {dags} are still in the buffer: {left}")
 
         @precondition(lambda self: not self.ended)
         @rule()
         def wait_a_little(self) -> None:
             """Let work progress for up to 50 ms (or until a task finishes)."""
+            self.steps += 1
             before = sum(1 for r in self.harness.journal().runs if r.end is not None)
             limit = time.monotonic() + 0.05
             waiter = threading.Event()
@@ -120,20 +162,24 @@ def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None) -> typ
                     return
                 waiter.wait(0.005)
 
-        @precondition(lambda self: can_revoke and not self.ended)
+        @precondition(lambda self: can_revoke and not self.ended and self.heartbeats >= 1)
         @rule(pick=st.integers(min_value=0, max_value=MAX_OUTSTANDING - 1))
         def revoke(self, pick: int) -> None:
-            outstanding = self._outstanding()
+            self.steps += 1
+            journal = self.harness.journal()
+            outstanding = sorted(self._outstanding(), key=lambda t: not journal.started(t.task_id))
             if not outstanding:
                 return
-            task = outstanding[pick % len(outstanding)]
+            task = outstanding[pick % len(outstanding)]  # small picks: tasks already running
             self.harness.call(f"revoke_task({task.task_id})", self.harness.executor.revoke_task, ti=task.ti)
             self.revoked.add(task.key)
+            self.revoked_at[task.task_id] = time.monotonic()
 
-        @precondition(lambda self: can_adopt and not self.ended)
+        @precondition(lambda self: can_adopt and not self.ended and self.heartbeats >= 1)
         @rule()
         def adopt_into_fresh_executor(self) -> None:
             """The scheduler dies; a new one adopts everything outstanding that carries an external id."""
+            self.steps += 1
             old = self.harness
             old.note("abandoned: the scheduler process 'died'")
             old.ended = True
@@ -153,7 +199,7 @@ def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None) -> typ
             self.retired.append(old)
             self.harness = new
 
-        @precondition(lambda self: not self.ended)
+        @precondition(lambda self: not self.ended and self.steps >= 6)
         @rule()
         def end(self) -> None:
             self.harness.end()
@@ -179,10 +225,22 @@ def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None) -> typ
         @invariant()
         def never_above_parallelism(self) -> None:
             ids = [t.task_id for t in self.known.values()]
-            peak = self.harness.journal().max_concurrency(ids, now=time.monotonic())
+            peak = self.harness.journal().max_concurrency(ids, now=time.monotonic(), ended_by=self.revoked_at)
             if peak > PARALLELISM:
                 self._violated("never more than parallelism running", f"{peak} tasks ran at once, "
                                f"parallelism {PARALLELISM}")
+
+        @invariant()
+        def work_in_progress_is_tracked(self) -> None:
+            if self.ended:
+                return
+            journal = self.harness.journal()
+            untracked = [t.task_id for t in self._outstanding()
+                         if any(r.end is None for r in journal.runs_of(t.task_id))
+                         and not self.harness.executor.has_task(t.ti)]
+            if untracked and not self.harness.journal().finished_all(untracked):
+                self._violated("a running task is tracked (has_task) until its terminal event",
+                               f"in progress but not tracked by the executor: {untracked}")
 
         @invariant()
         def slots_add_up(self) -> None:
@@ -210,19 +268,13 @@ def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None) -> typ
             self.never_above_parallelism()
             self.slots_add_up()
             self.key_in_one_place()
+            self.work_in_progress_is_tracked()
 
         # -- the final drain ----------------------------------------------------------------------
         def teardown(self) -> None:
             try:
                 if not self.ended:
-                    try:
-                        self.harness.drain(lambda: not [t for t in self._outstanding()
-                                                        if t.key in self.harness.tasks],
-                                           "terminal events for every queued task")
-                    except AssertionError:
-                        left = [t.task_id for t in self._outstanding() if t.key in self.harness.tasks]
-                        self._violated("every queued task gets a terminal event",
-                                       f"after draining, no terminal event for {left}")
+                    self._drain_outstanding()
                     self.harness.end()
                 self._check_against_journal()
             finally:
@@ -230,6 +282,31 @@ def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None) -> typ
                     h.close()
                 box.settle()
                 box.kill_leaked_probes()
+
+        def _drain_outstanding(self) -> None:
+            """Heartbeat until every outstanding task has its terminal event. A task whose probe has
+            finished gets GRACE seconds more to be reported (a correct executor needs milliseconds)."""
+            h = self.harness
+            finished_at: dict[Any, float] = {}
+            waiter = threading.Event()
+            limit = time.monotonic() + h.budgets.wait
+            while True:
+                h.heartbeat()
+                self._take_events(None)
+                left = [t for t in self._outstanding() if t.key in h.tasks]
+                if not left:
+                    return
+                journal = h.journal()
+                now = time.monotonic()
+                for t in left:
+                    if t.key not in finished_at and journal.finished(t.task_id):
+                        finished_at[t.key] = now
+                overdue = [t for t in left if now - finished_at.get(t.key, now) > GRACE]
+                if overdue or now > limit:
+                    late = overdue or left
+                    self._violated("every queued task gets a terminal event",
+                                   f"after draining, no terminal event for {[t.task_id for t in late]}")
+                waiter.wait(0.02)
 
         def _check_against_journal(self) -> None:
             journal = self.harness.journal()
@@ -264,6 +341,8 @@ def run_stateful(profile: ExecutorProfile, sandbox: Sandbox, *, hypothesis_profi
     try:
         run_state_machine_as_test(machine, settings=hypothesis_settings(hypothesis_profile, derandomize))
     except Exception as exc:
+        if isinstance(getattr(exc, "exceptions", None), tuple):  # an exception group: report the first
+            exc = exc.exceptions[0]
         programme = "\n".join(getattr(exc, "__notes__", []))
         path = write_reproducer(profile, programme, reproducer_dir)
         raise PropertyViolated(
@@ -276,9 +355,11 @@ def write_reproducer(profile: ExecutorProfile, programme: str, directory: Path |
     checking the SPEC PROP invariants after each one, as hypothesis did."""
     target = directory or Path(tempfile.mkdtemp(prefix="conformance-reproducer-"))
     target.mkdir(parents=True, exist_ok=True)
-    steps = [line.strip() for line in programme.splitlines()
-             if line.strip().startswith("state.") and not line.strip().startswith("state.teardown")]
-    body = "\n".join(f"        {step}" for step in steps) or "        pass"
+    lines = programme.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.strip().startswith("state = ")]
+    ends = [i for i, line in enumerate(lines) if line.strip() == "state.teardown()"]
+    steps = lines[starts[0] + 1:ends[-1]] if starts and ends else []  # keeps multi-line calls whole
+    body = textwrap.indent(textwrap.dedent("\n".join(steps)), " " * 8) if steps else "        pass"
     kwargs = json.dumps(profile.executor_kwargs) if profile.executor_kwargs else None
     name = profile.label.replace(".", "_").replace(":", "_")
     path = target / f"test_reproduce_{name}.py"

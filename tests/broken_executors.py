@@ -365,6 +365,47 @@ def _requeue_payload(ti: Any) -> Any:
     return (handle.command, 1, "default", handle.ti)
 
 
+# -- caught only by the state machine ---------------------------------------------------------------
+
+
+class DropsEventWhenTwoRunTogether(LocalExecutor):
+    """Loses the terminal event of a task of one dag that ran while another task was in flight."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._victims: set[Any] = set()
+
+    def _dispatch(self, key: Any, payload: Any) -> None:
+        super()._dispatch(key, payload)
+        if len(self._procs) >= 2:
+            self._victims |= {k for k in self._procs if k.dag_id == "conformance_dag_c"}
+
+    def sync(self) -> None:
+        for key in [k for k in self._victims if k in self._procs and self._procs[k].poll() is not None]:
+            self._procs.pop(key).forget()
+            self.running.discard(key)  # bookkeeping is tidy; the event is simply never sent
+            self._victims.discard(key)
+        super().sync()
+
+
+class ExceedsParallelismAfterRevoke(LocalExecutor):
+    """Revoking frees two slots: another running key is dropped from ``running`` too."""
+
+    def revoke_task(self, *, ti: Any) -> None:
+        super().revoke_task(ti=ti)
+        if self.running:
+            self.running.pop()
+
+
+class DuplicateEventAfterMultiDagFilter(LocalExecutor):
+    """``get_event_buffer`` with several dags copies the matching events instead of popping them."""
+
+    def get_event_buffer(self, dag_ids: Any = None) -> dict[Any, Any]:
+        if dag_ids is not None and len(dag_ids) > 1:
+            return {k: v for k, v in self.event_buffer.items() if k.dag_id in dag_ids}
+        return super().get_event_buffer(dag_ids)
+
+
 # -- the registry -----------------------------------------------------------------------------------
 
 
@@ -418,7 +459,13 @@ NEGATIVE_CONTROLS: dict[str, list[Control]] = {
                                                     Control(AdoptReruns)],
     "adoption.adopting_twice_is_idempotent": [Control(AdoptTwiceHandsBack)],
     "adoption.unadopted_never_reported": [Control(ReportsUnadopted)],
+    "stateful.scheduler_action_sequences": [Control(DropsEventWhenTwoRunTogether),
+                                            Control(ExceedsParallelismAfterRevoke),
+                                            Control(DuplicateEventAfterMultiDagFilter)],
 }
+
+#: Broken executors that only the state machine may catch: every contract check passes them.
+STATEFUL_ONLY = (DropsEventWhenTwoRunTogether, ExceedsParallelismAfterRevoke, DuplicateEventAfterMultiDagFilter)
 
 #: The reference executors, for "a correct executor passes" tests.
 REFERENCE = {"LocalExecutor": LocalExecutor, "SequentialExecutor": SequentialExecutor}
