@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import importlib
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -128,24 +129,20 @@ class TaskHandle:
         return str(self.key.task_id)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _dag(dag_id: str) -> Any:
     start = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
-    if is_airflow3():
-        from airflow.sdk import DAG
-    else:
-        from airflow.models.dag import DAG
-    return DAG(dag_id, start_date=start, schedule=None)
+    module = importlib.import_module("airflow.sdk" if is_airflow3() else "airflow.models.dag")
+    return module.DAG(dag_id, start_date=start, schedule=None)
 
 
 def _operator(dag: Any, task_id: str, priority: int, queue: str) -> Any:
-    if is_airflow3():
-        from airflow.providers.standard.operators.empty import EmptyOperator
-    else:
-        from airflow.operators.empty import EmptyOperator
+    module = importlib.import_module("airflow.providers.standard.operators.empty" if is_airflow3()
+                                     else "airflow.operators.empty")
+    empty_cls: Any = module.EmptyOperator
     if task_id in dag.task_dict:
         return dag.task_dict[task_id]
-    return EmptyOperator(task_id=task_id, dag=dag, priority_weight=priority, queue=queue)
+    return empty_cls(task_id=task_id, dag=dag, priority_weight=priority, queue=queue)
 
 
 def _set_try_number(ti: Any, try_number: int) -> None:
@@ -171,14 +168,15 @@ def make_task(
     queue: str = "default",
 ) -> TaskHandle:
     """Build a DB-less TaskInstance plus what the installed scheduler would queue for it."""
-    from airflow.models.taskinstance import TaskInstance
+    from airflow.models import taskinstance
 
+    ti_cls: Any = taskinstance.TaskInstance  # its signature differs between majors
     dag = _dag(dag_id)
     op = _operator(dag, task_id, priority, queue)
     if is_airflow3():
-        ti = TaskInstance(op, run_id=run_id, dag_version_id=uuid.uuid4(), map_index=map_index)
+        ti = ti_cls(op, run_id=run_id, dag_version_id=uuid.uuid4(), map_index=map_index)
     else:
-        ti = TaskInstance(op, run_id=run_id, map_index=map_index)
+        ti = ti_cls(op, run_id=run_id, map_index=map_index)
         from airflow.models.dagrun import DagRun
 
         # 2.10+ traces dispatch with ``ti.dag_run.start_date``; the scheduler always has one.
@@ -204,8 +202,9 @@ def tasks_run_command(dag_id: str, task_id: str, run_id: str, map_index: int = -
 
 
 def _make_workload(ti: Any) -> Any:
-    from airflow.executors import workloads
+    from airflow.executors import workloads as workloads_module
 
+    workloads: Any = workloads_module  # 3.0-3.2 and 3.3 name and type these differently
     dto_cls = getattr(workloads, "TaskInstanceDTO", None) or workloads.TaskInstance
     dto = dto_cls.model_validate(ti, from_attributes=True)
     return workloads.ExecuteTask(

@@ -64,7 +64,7 @@ class Probe:
 
     @classmethod
     def new(cls, kind: ProbeKind | str = ProbeKind.OK, delay: float = 0.0) -> Probe:
-        return cls(ProbeKind(kind), int(round(delay * 1000)), secrets.token_hex(4))
+        return cls(ProbeKind(kind), round(delay * 1000), secrets.token_hex(4))
 
     @property
     def task_id(self) -> str:

@@ -116,7 +116,7 @@ class ExecutorProfile:
 
 def _accepts(cls: type, name: str) -> bool:
     try:
-        params = inspect.signature(cls.__init__).parameters
+        params = inspect.signature(cls).parameters
     except (TypeError, ValueError):
         return True
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

@@ -135,8 +135,8 @@ def run_check(spec: CheckSpec, profile: ExecutorProfile, sandbox: Sandbox,
     if missing:
         from conformance.profile import CAPABILITIES
 
-        why = "; ".join(f"{m}: {CAPABILITIES.get(m.lstrip('!'), m)}" + (" (must be absent)" if m.startswith("!") else "")
-                        for m in missing)
+        why = "; ".join(f"{m.lstrip('!')}: {CAPABILITIES.get(m.lstrip('!'), m)}"
+                        + (" (must be absent)" if m.startswith("!") else "") for m in missing)
         return CheckResult(spec.id, Outcome.NOT_SUPPORTED, f"needs {why}")
     ctx = CheckContext(spec, profile, sandbox, caps, budgets=budgets or Budgets())
     outcome, message = Outcome.PASSED, ""

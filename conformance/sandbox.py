@@ -13,6 +13,7 @@ reported) and files written to ``~/airflow`` (reported).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -25,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import conformance
-from conformance import journal, seam
+from conformance import journal as journal_mod
+from conformance import seam
 from conformance.seam_cli import ENV_SHIM_DIR
 
 _SITE_DIR = Path(__file__).with_name("_seam_site")
@@ -87,7 +89,7 @@ class Sandbox:
             "AIRFLOW__SCHEDULER__CHILD_PROCESS_LOG_DIRECTORY": str(home / "logs" / "scheduler"),
             "CONFORMANCE_SANDBOX": str(self.root),
             "CONFORMANCE_STATE_DIR": str(self.state_dir),
-            journal.ENV_VAR: str(self.journal_dir),
+            journal_mod.ENV_VAR: str(self.journal_dir),
             ENV_SHIM_DIR: str(self.shim_dir),
             "PATH": os.pathsep.join([str(self.shim_dir), os.environ.get("PATH", "")]),
             "PYTHONPATH": os.pathsep.join(pythonpath),
@@ -116,8 +118,8 @@ class Sandbox:
         if _ACTIVE is self:
             _ACTIVE = None
 
-    def journal(self) -> journal.Journal:
-        return journal.Journal(self.journal_dir)
+    def journal(self) -> journal_mod.Journal:
+        return journal_mod.Journal(self.journal_dir)
 
     def settle(self, deadline: float = 3.0) -> None:
         """Give probes that were just released the moment they need to write their end entry."""
@@ -126,7 +128,7 @@ class Sandbox:
         while self.journal().still_running() and time.monotonic() < limit:
             waiter.wait(0.01)
 
-    def kill_leaked_probes(self) -> list[journal.ProbeRun]:
+    def kill_leaked_probes(self) -> list[journal_mod.ProbeRun]:
         """Kill probe processes still alive; returns them so the caller can report the leak."""
         leaked = [r for r in self.journal().still_running() if r.pid != os.getpid()]
         own_group = os.getpgid(0)
@@ -141,7 +143,7 @@ class Sandbox:
                 pass
         limit = time.monotonic() + 5.0
         waiter = threading.Event()
-        while any(journal.pid_alive(r.pid) for r in leaked) and time.monotonic() < limit:
+        while any(journal_mod.pid_alive(r.pid) for r in leaked) and time.monotonic() < limit:
             _reap(r.pid for r in leaked)
             waiter.wait(0.01)
         _reap(r.pid for r in leaked)
@@ -161,10 +163,8 @@ def _reap(pids: Iterable[int]) -> None:
     """Collect the exit status of killed probes that are our own children (and only those: reaping
     with waitpid(-1) would steal the status of an executor's live subprocess or worker)."""
     for pid in pids:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
 
 
 def active() -> Sandbox | None:

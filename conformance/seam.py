@@ -75,7 +75,7 @@ def _patch_supervisor(module: ModuleType) -> None:
 def _patch_task_command(module: ModuleType) -> None:
     func = getattr(module, "task_run", None)
     if func is not None and not getattr(func, _MARK, False):
-        module.task_run = _wrap_task_run(func)  # type: ignore[attr-defined]
+        setattr(module, "task_run", _wrap_task_run(func))  # noqa: B010
 
 
 _TARGETS: dict[str, Callable[[ModuleType], None]] = {
@@ -110,7 +110,7 @@ class _SeamFinder(importlib.abc.MetaPathFinder):
                 continue
             spec = finder.find_spec(fullname, path, target)
             if spec is not None and spec.loader is not None:
-                spec.loader = _PatchingLoader(spec.loader, patch)  # type: ignore[arg-type]
+                spec.loader = _PatchingLoader(spec.loader, patch)
                 return spec
         return None
 

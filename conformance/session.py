@@ -35,8 +35,24 @@ def start_session(config: pytest.Config, dotted: str, kwargs_json: str | None,
         sandbox.deactivate()
         raise
     report_dir = config.getoption("--conformance-report")
+    _export_stateful_settings(config, report_dir)
     return ConformanceSession(profile, sandbox, Path(report_dir) if report_dir else None,
                               is_worker=hasattr(config, "workerinput"))
+
+
+def _export_stateful_settings(config: pytest.Config, report_dir: str | None) -> None:
+    """The state machine reads its profile and reproducer directory from the environment, so that
+    xdist workers (which inherit it) and the runner-agnostic core agree without pytest plumbing."""
+    import os
+
+    from conformance.checks.stateful import ENV_REPRODUCER_DIR
+    from conformance.stateful import ENV_PROFILE
+
+    profile = config.getoption("--conformance-hypothesis-profile")
+    if profile:
+        os.environ[ENV_PROFILE] = profile
+    if report_dir:
+        os.environ[ENV_REPRODUCER_DIR] = str(Path(report_dir).resolve() / "reproducers")
 
 
 def validate_check_ids(ids: Any, where: str) -> None:
@@ -74,8 +90,10 @@ class ConformanceSession:
             item.user_properties += [("check_id", check_id), ("clause", spec.clause)]
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        props = dict(report.user_properties)
+        props = {str(k): v for k, v in report.user_properties}
         check_id = props.get("check_id")
+        if not isinstance(check_id, str):
+            return
         if check_id is None or (report.when != "call" and not (report.failed or report.skipped)):
             return
         if report.when == "teardown" and check_id in self.results and not report.failed:

@@ -40,10 +40,10 @@ from conformance.strategies import DAGS, dag_filters, dag_indexes, delays_ms, pr
 
 PARALLELISM = 2
 #: Seconds a finished task may take to be reported during the final drain.
-GRACE = 1.0
+GRACE = 3.0
 MAX_OUTSTANDING = 6
 
-PROFILES = {
+PROFILES: dict[str, dict[str, Any]] = {
     "ci": dict(max_examples=25, stateful_step_count=15),
     "thorough": dict(max_examples=200, stateful_step_count=25),
 }
@@ -195,7 +195,10 @@ def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None) -> typ
             returned = {id(ti) for ti in new.adopt(tis)}
             for task in self._outstanding():
                 if task.key in old.executor.queued_tasks or id(task.ti) in returned or task.ti not in tis:
-                    self.revoked.add(task.key)  # reset by the scheduler: no longer expected from anyone
+                    # Reset by the scheduler: no longer expected from anyone, and no longer counted
+                    # against parallelism (its process may linger after its scheduler 'died').
+                    self.revoked.add(task.key)
+                    self.revoked_at[task.task_id] = time.monotonic()
             self.retired.append(old)
             self.harness = new
 
@@ -324,9 +327,9 @@ def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None) -> typ
                 kind = task.probe.kind
                 if not runs:
                     self._violated("events match the journal", f"{task.task_id} reported {state} but never ran")
-                if kind is ProbeKind.OK and state != states.SUCCESS or \
-                        kind in (ProbeKind.RAISE, ProbeKind.CRASH) and state != states.FAILED or \
-                        kind is ProbeKind.FAIL and not compat.is_airflow3() and state != states.FAILED:
+                if (kind is ProbeKind.OK and state != states.SUCCESS) or \
+                        (kind in (ProbeKind.RAISE, ProbeKind.CRASH) and state != states.FAILED) or \
+                        (kind is ProbeKind.FAIL and not compat.is_airflow3() and state != states.FAILED):
                     self._violated("events match the journal", f"{task.task_id} ({kind.value}) reported {state}")
 
     ExecutorMachine.__name__ = "ExecutorMachine"
@@ -341,8 +344,9 @@ def run_stateful(profile: ExecutorProfile, sandbox: Sandbox, *, hypothesis_profi
     try:
         run_state_machine_as_test(machine, settings=hypothesis_settings(hypothesis_profile, derandomize))
     except Exception as exc:
-        if isinstance(getattr(exc, "exceptions", None), tuple):  # an exception group: report the first
-            exc = exc.exceptions[0]
+        group = getattr(exc, "exceptions", None)
+        if isinstance(group, tuple) and group:  # an exception group: report the first failure
+            exc = group[0]
         programme = "\n".join(getattr(exc, "__notes__", []))
         path = write_reproducer(profile, programme, reproducer_dir)
         raise PropertyViolated(

@@ -15,6 +15,7 @@ child), and the task log under ``logs/``.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import secrets
@@ -94,9 +95,15 @@ class TaskProcess:
         logfile = log_path(state_dir, parts)
         logfile.parent.mkdir(parents=True, exist_ok=True)
         proc = cls(external_id, parts, pid=0, state_dir=state_dir)
-        pid = os.fork()
-        if pid == 0:  # the child never returns from here
-            _child_main(proc, logfile, run)
+        # Like Airflow's LocalExecutor: freeze the GC across fork so the child's collector does not
+        # touch (and copy) every inherited object page.
+        gc.freeze()
+        try:
+            pid = os.fork()
+            if pid == 0:  # the child never returns from here
+                _child_main(proc, logfile, run)
+        finally:
+            gc.unfreeze()
         proc.pid = pid
         _write_json_atomically(proc.record_path, {"key": parts, "pid": pid, "log": str(logfile),
                                                   "started": time.time()})
@@ -150,10 +157,8 @@ class TaskProcess:
     def forget(self) -> None:
         """Remove the durable record once the verdict was reported (the log is kept)."""
         for path in (self.record_path, self.result_path):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-            except FileNotFoundError:
-                pass
 
     # -- internals -----------------------------------------------------------------------------
     def _running(self) -> bool:
@@ -165,10 +170,8 @@ class TaskProcess:
         try:
             os.killpg(self.pid, sig)
         except (ProcessLookupError, PermissionError):
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
 
     def _is_child(self) -> bool:
         return self.exit_status is None and _is_our_child(self.pid)

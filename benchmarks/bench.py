@@ -1,0 +1,119 @@
+"""Benchmarks on this machine: certification wall time, per-area time, state-machine examples/s,
+and the reference LocalExecutor's throughput against Airflow's own LocalExecutor.
+
+    python benchmarks/bench.py [--runs 3] [--tasks 200] [--json out.json]
+
+Measured, never asserted: tests do not time things; this script prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+
+def certification_wall(executor: str, runs: int) -> tuple[float, dict[str, float]]:
+    """Median wall time of a contract-tier run (all checks but the state machine) in a new process."""
+    walls = []
+    per_area: dict[str, float] = defaultdict(float)
+    for i in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--executor", executor,
+                            "-m", "not stateful", "--conformance-report", tmp], cwd=tmp, check=True,
+                           capture_output=True)
+            walls.append(time.perf_counter() - started)
+            if i == 0:
+                report = json.loads((Path(tmp) / "report.json").read_text())
+                for check in report["checks"]:
+                    per_area[check["area"]] += check["seconds"]
+    return statistics.median(walls), dict(per_area)
+
+
+def state_machine_rate(executor: str) -> tuple[float, int, float]:
+    from conformance.profile import ExecutorProfile
+    from conformance.sandbox import ensure_active
+    from conformance.stateful import hypothesis_settings, machine_for
+    from hypothesis.stateful import run_state_machine_as_test
+
+    box = ensure_active()
+    machine: Any = machine_for(ExecutorProfile.from_path(executor), box)
+    count = {"examples": 0}
+    original = machine.teardown
+
+    def counting_teardown(self: Any) -> None:
+        count["examples"] += 1
+        original(self)
+
+    machine.teardown = counting_teardown
+    started = time.perf_counter()
+    run_state_machine_as_test(machine, settings=hypothesis_settings("ci"))
+    took = time.perf_counter() - started
+    return count["examples"] / took, count["examples"], took
+
+
+def throughput(executor_cls: type, tasks: int, parallelism: int = 4) -> tuple[float, float]:
+    """tasks/s and median queue->terminal-event latency (ms) for no-op probes."""
+    from conformance.harness import SchedulerHarness
+    from conformance.probes import Probe, ProbeKind
+    from conformance.sandbox import ensure_active
+
+    h = SchedulerHarness(executor_cls(parallelism=parallelism), ensure_active(), name="bench").start()
+    queued = [h.make(Probe.new(ProbeKind.OK)) for _ in range(tasks)]
+    started = time.perf_counter()
+    for task in queued:
+        h.queue_task(task)
+    h.drain_terminal(queued, deadline=600)
+    took = time.perf_counter() - started
+    latencies = [(h.terminal_events(t.key)[0].at - t.queued_at) * 1000 for t in queued]
+    h.end()
+    return tasks / took, statistics.median(latencies)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--json", metavar="FILE")
+    args = parser.parse_args()
+    from conformance.sandbox import ensure_active
+
+    ensure_active()
+    import airflow
+
+    results: dict[str, Any] = {"airflow": airflow.__version__, "cores": os.cpu_count()}
+    print(f"Airflow {airflow.__version__}, {os.cpu_count()} cores")
+    for name in ("reference_executors.LocalExecutor", "reference_executors.SequentialExecutor"):
+        wall, areas = certification_wall(name, args.runs)
+        results[f"certify {name}"] = {"median_wall_s": round(wall, 2), "per_area_s": areas}
+        print(f"contract-tier certification of {name}: median {wall:.2f} s over {args.runs} runs")
+        print("    per area (s): " + ", ".join(f"{a} {s:.2f}" for a, s in sorted(areas.items())))
+    for name in ("reference_executors.LocalExecutor", "reference_executors.SequentialExecutor"):
+        rate, n, took = state_machine_rate(name)
+        results[f"stateful {name}"] = {"examples_per_s": round(rate, 2), "examples": n, "seconds": round(took, 2)}
+        print(f"state machine (ci) on {name}: {n} examples in {took:.1f} s = {rate:.2f} examples/s")
+    from airflow.executors.local_executor import LocalExecutor as AirflowLocal
+
+    from reference_executors import LocalExecutor as ReferenceLocal
+
+    for label, cls in (("reference LocalExecutor", ReferenceLocal), ("Airflow LocalExecutor", AirflowLocal)):
+        rate, latency = throughput(cls, args.tasks)
+        results[f"throughput {label}"] = {"tasks_per_s": round(rate, 1), "median_latency_ms": round(latency, 1)}
+        print(f"{label}: {args.tasks} no-op probes, parallelism 4: {rate:.1f} tasks/s, "
+              f"median queue->event {latency:.0f} ms")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
