@@ -27,8 +27,15 @@ def task_payload_key(payload: Any) -> Any:
 
 
 def prepare_parent() -> None:
-    """Warm what every forked child needs, once, in the executor's process."""
-    if not IS_AIRFLOW3:
+    """Warm what every forked child needs, once, in the executor's process: children inherit it
+    through fork instead of paying the imports for every task."""
+    if IS_AIRFLOW3:
+        import contextlib
+
+        with contextlib.suppress(ImportError):
+            import setproctitle  # noqa: F401  (run_workload imports it per call)
+        from airflow.sdk.execution_time import supervisor  # noqa: F401
+    else:
         from airflow.cli.cli_parser import get_parser
 
         get_parser()  # lru-cached: children inherit the built parser through fork
