@@ -36,6 +36,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="constructor keyword arguments for the executor, as a JSON object")
     group.addoption("--conformance-report", action="store", default=None, metavar="DIR",
                     help="write report.json and report.md for the run into DIR")
+    group.addoption("--checks", action="store", default=None, metavar="ID[,ID...]",
+                    help="run only these check ids (see `executor-conformance checks`)")
     group.addoption("--conformance-hypothesis-profile", action="store", default=None, choices=("ci", "thorough"),
                     help="state-machine effort: ci (a few dozen examples, default) or thorough (hundreds)")
     parser.addini("executor", "dotted path of the executor to certify (like --executor)", default="")

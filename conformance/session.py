@@ -30,14 +30,18 @@ def start_session(config: pytest.Config, dotted: str, kwargs_json: str | None,
         profile = ExecutorProfile.from_path(dotted, kwargs_json)
         profile.expected_failures.update(expected_failures)
         validate_check_ids(profile.expected_failures, "expected failures")
+        selected = [c.strip() for c in (config.getoption("--checks") or "").split(",") if c.strip()]
+        validate_check_ids(selected, "--checks")
         check_constructible(profile)
     except Exception:
         sandbox.deactivate()
         raise
     report_dir = config.getoption("--conformance-report")
     _export_stateful_settings(config, report_dir)
-    return ConformanceSession(profile, sandbox, Path(report_dir) if report_dir else None,
-                              is_worker=hasattr(config, "workerinput"))
+    session = ConformanceSession(profile, sandbox, Path(report_dir) if report_dir else None,
+                                 is_worker=hasattr(config, "workerinput"))
+    session.selected = set(selected)
+    return session
 
 
 def _export_stateful_settings(config: pytest.Config, report_dir: str | None) -> None:
@@ -70,6 +74,7 @@ class ConformanceSession:
         self.report_dir = report_dir
         self.is_worker = is_worker
         self.results: dict[str, dict[str, Any]] = {}
+        self.selected: set[str] = set()
 
     # -- pytest hooks ------------------------------------------------------------------------------
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
@@ -79,6 +84,12 @@ class ConformanceSession:
                 f"Airflow {compat.version_string()} (sandbox {self.sandbox.root})"]
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if self.selected:
+            kept = [i for i in items if _check_id_of(i) is None or _check_id_of(i) in self.selected]
+            dropped = [i for i in items if i not in kept]
+            if dropped:
+                config.hook.pytest_deselected(items=dropped)
+                items[:] = kept
         for item in items:
             check_id = _check_id_of(item)
             if check_id is None:

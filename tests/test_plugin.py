@@ -139,6 +139,15 @@ def test_report_and_junit_carry_check_ids_and_clauses(project: pytest.Pytester, 
     assert 'name="check_id" value="heartbeat.priority_order"' in xml and 'name="clause" value="HB-4"' in xml
 
 
+def test_checks_option_selects_and_rejects_unknown_ids(project: pytest.Pytester) -> None:
+    result = project.runpytest_subprocess("--executor", "reference_executors.LocalExecutor", "--collect-only", "-q",
+                                          "--checks", "heartbeat.priority_order,logs.get_task_log_shape")
+    out = result.stdout.str()
+    assert "heartbeat.priority_order" in out and "logs.get_task_log_shape" in out and "lifecycle." not in out
+    bad = project.runpytest_subprocess("--executor", "reference_executors.LocalExecutor", "--checks", "heartbeat.nope")
+    _one_line_error(bad, "unknown check id(s) in --checks: heartbeat.nope")
+
+
 def test_area_markers_select_checks(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess("--executor", "reference_executors.LocalExecutor", "-m", "stuck",
                                           "--collect-only", "-q")
