@@ -40,10 +40,11 @@ def certification_wall(executor: str, runs: int) -> tuple[float, dict[str, float
 
 
 def state_machine_rate(executor: str) -> tuple[float, int, float]:
+    from hypothesis.stateful import run_state_machine_as_test
+
     from conformance.profile import ExecutorProfile
     from conformance.sandbox import ensure_active
     from conformance.stateful import hypothesis_settings, machine_for
-    from hypothesis.stateful import run_state_machine_as_test
 
     box = ensure_active()
     machine: Any = machine_for(ExecutorProfile.from_path(executor), box)
