@@ -96,6 +96,15 @@ class ReversedPriority(LocalExecutor):
         return list(reversed(list(super().order_queued_tasks_by_priority())))
 
 
+class ReversedPrioritySequential(SequentialExecutor):
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.parallelism = 4  # several dispatched per heartbeat, then run lowest priority first
+
+    def order_queued_tasks_by_priority(self) -> Any:
+        return list(reversed(list(super().order_queued_tasks_by_priority())))
+
+
 class ChattySync(LocalExecutor):
     """Emits a heartbeat 'event' for a key nobody queued."""
 
@@ -432,7 +441,7 @@ NEGATIVE_CONTROLS: dict[str, list[Control]] = {
     "heartbeat.slots_account_for_work": [Control(ForgetsRunning)],
     "heartbeat.sync_once_per_heartbeat": [Control(DoubleSync)],
     "heartbeat.does_not_block": [Control(BlockingSync)],
-    "heartbeat.priority_order": [Control(ReversedPriority)],
+    "heartbeat.priority_order": [Control(ReversedPriority), Control(ReversedPrioritySequential)],
     "heartbeat.empty_heartbeat_changes_nothing": [Control(ChattySync)],
     "lifecycle.constructible_without_arguments": [Control(NeedsArguments, {"endpoint": "http://x"})],
     "lifecycle.end_waits_and_flushes": [Control(EndDoesNotWait)],
