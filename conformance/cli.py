@@ -73,7 +73,8 @@ def _certify(args: argparse.Namespace) -> int:
     if not any(a.startswith("-n") or a == "--numprocesses" for a in extra) and (os.cpu_count() or 1) >= 4:
         extra += ["-n", "auto"]  # xdist only pays off with spare cores; sandboxes are per worker
     code = int(pytest.main(pytest_args + extra))
-    print(f"report: {Path(report) / 'report.md'}")
+    if (Path(report) / "report.md").exists() and code in (0, 1):
+        print(f"report: {Path(report) / 'report.md'}")
     return code
 
 
