@@ -17,7 +17,7 @@ def render_matrix(reports: list[dict[str, Any]]) -> str:
     columns = sorted(reports, key=lambda r: (r["executor"], _version_key(r["airflow_version"])))
     statuses = [{c["id"]: c["status"] for c in r["checks"]} for r in columns]
     check_ids = sorted({cid for s in statuses for cid in s})
-    header = ["check"] + [f"{r['executor'].rsplit('.', 1)[-1]} @ {r['airflow_version']}" for r in columns]
+    header = ["check"] + [f"{'.'.join(r['executor'].split('.')[-2:])} @ {r['airflow_version']}" for r in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     regressions = []
     for cid in check_ids:
