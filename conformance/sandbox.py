@@ -34,6 +34,7 @@ _SITE_DIR = Path(__file__).with_name("_seam_site")
 _PACKAGE_PARENT = Path(conformance.__file__).resolve().parent.parent
 
 _ACTIVE: Sandbox | None = None
+SHARED_JOURNAL_ENV = "CONFORMANCE_SHARED_JOURNAL_DIR"
 
 
 @dataclass
@@ -48,7 +49,10 @@ class Sandbox:
 
     @property
     def journal_dir(self) -> Path:
-        return self.root / "journal"
+        # A validation run whose workers live outside this session (celery worker, remote host) shares
+        # one journal with them, named explicitly; otherwise each session has its own.
+        shared = os.environ.get(SHARED_JOURNAL_ENV)
+        return Path(shared) if shared else self.root / "journal"
 
     @property
     def state_dir(self) -> Path:
@@ -64,7 +68,7 @@ class Sandbox:
         box = cls(root=root)
         for sub in (box.airflow_home / "dags", box.airflow_home / "logs", box.journal_dir, box.state_dir,
                     box.shim_dir):
-            sub.mkdir(parents=True)
+            sub.mkdir(parents=True, exist_ok=True)
         shim = box.shim_dir / "airflow"
         shim.write_text(f"#!{sys.executable}\nimport sys\nfrom conformance.seam_cli import main\n"
                         "sys.exit(main())\n")

@@ -39,8 +39,6 @@ from conformance.sandbox import Sandbox, ensure_active
 from conformance.strategies import DAGS, dag_filters, dag_indexes, delays_ms, priorities, probe_kinds
 
 PARALLELISM = 2
-#: Seconds a finished task may take to be reported during the final drain.
-GRACE = 3.0
 MAX_OUTSTANDING = 6
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -288,7 +286,7 @@ def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None) -> typ
 
         def _drain_outstanding(self) -> None:
             """Heartbeat until every outstanding task has its terminal event. A task whose probe has
-            finished gets GRACE seconds more to be reported (a correct executor needs milliseconds)."""
+            finished gets the harness's wait budget to be reported (a distributed executor may need seconds)."""
             h = self.harness
             finished_at: dict[Any, float] = {}
             waiter = threading.Event()
@@ -304,7 +302,7 @@ def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None) -> typ
                 for t in left:
                     if t.key not in finished_at and journal.finished(t.task_id):
                         finished_at[t.key] = now
-                overdue = [t for t in left if now - finished_at.get(t.key, now) > GRACE]
+                overdue = [t for t in left if now - finished_at.get(t.key, now) > h.budgets.wait]
                 if overdue or now > limit:
                     late = overdue or left
                     self._violated("every queued task gets a terminal event",

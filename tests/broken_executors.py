@@ -12,6 +12,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow.executors.base_executor import BaseExecutor
 from airflow.utils.state import TaskInstanceState
 
 from reference_executors import _bridge
@@ -48,7 +49,7 @@ class SerialButClaimsParallel(LocalExecutor):
 
 
 class BadSentryIntegration(LocalExecutor):
-    sentry_integration = "no_such_module.SentryIntegration"
+    sentry_integration = "conformance.no_such_module.SentryIntegration"  # package installed, module not
 
 
 class ClaimsMultiTeam(LocalExecutor):
@@ -126,6 +127,10 @@ class NeedsArguments(LocalExecutor):
 
 
 class EndDoesNotWait(LocalExecutor):
+    """Neither waits in end() nor can a later scheduler adopt what it left running."""
+
+    try_adopt_task_instances = BaseExecutor.try_adopt_task_instances
+
     def end(self) -> None:
         pass
 

@@ -10,9 +10,12 @@ import pytest
 
 BROKEN_MODULE = textwrap.dedent("""
     import threading
+    from airflow.executors.base_executor import BaseExecutor
     from reference_executors import LocalExecutor
 
     class EndDoesNotWait(LocalExecutor):
+        try_adopt_task_instances = BaseExecutor.try_adopt_task_instances
+
         def end(self):
             pass
 
@@ -83,9 +86,9 @@ def test_expected_failure_that_fails_is_reported_as_expected(project: pytest.Pyt
 
 
 def test_expected_failure_that_passes_fails_the_run(project: pytest.Pytester) -> None:
-    project.makeini("[pytest]\nexecutor_expected_failures =\n    lifecycle.end_waits_and_flushes: flaky\n")
+    project.makeini("[pytest]\nexecutor_expected_failures =\n    heartbeat.priority_order: flaky\n")
     result = project.runpytest_subprocess("--executor", "reference_executors.LocalExecutor",
-                                          "-k", "end_waits_and_flushes")
+                                          "-k", "priority_order")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*is listed as an expected failure ('flaky') but it passed*"])
 

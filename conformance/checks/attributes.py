@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 from typing import Any
 
@@ -63,11 +64,15 @@ def parallel_executor_overlaps(ctx: Any) -> None:
                "it; a non-str is silently dropped, a bad path fails in every task.",
        fix="Set sentry_integration = '' or to the dotted path of an importable Sentry integration class.")
 def sentry_integration_importable(ctx: Any) -> None:
-    """The value is a str, and if not empty its module and attribute import."""
+    """The value is a str; if not empty it is a dotted path, and it imports whenever its top-level
+    package is installed (task processes only load it when Sentry is configured, which needs it)."""
     value = getattr(ctx.profile.executor_type(), "sentry_integration", "")
     ctx.expect(isinstance(value, str), f"sentry_integration is {value!r}, not a str")
     if value:
         module, _, attr = value.rpartition(".")
+        ctx.expect(bool(module) and bool(attr), f"sentry_integration={value!r} is not a dotted path")
+        if importlib.util.find_spec(module.split(".")[0]) is None:
+            return  # e.g. sentry_sdk not installed: Sentry cannot be on, the path is never loaded
         try:
             getattr(importlib.import_module(module), attr)
         except Exception as exc:
