@@ -45,7 +45,7 @@ class ExecutorProfile:
     executor_class: type | None = None
     factory: Callable[..., Any] | None = None
     executor_kwargs: dict[str, Any] = field(default_factory=dict)
-    backend: Any = None
+    backend: Any = None  # a conformance.backends.BackendDriver
     capabilities: dict[str, bool] = field(default_factory=dict)
     expected_failures: dict[str, str] = field(default_factory=dict)
     name: str | None = None
