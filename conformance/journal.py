@@ -128,9 +128,8 @@ class Journal:
         return any(r.end is not None for r in self.runs_of(task_id))
 
     def finished_all(self, task_ids: Iterable[str]) -> bool:
-        """Re-read: every run of these tasks has ended by now (their work is over)."""
-        fresh = self.refresh()
-        return all(r.end is not None for t in task_ids for r in fresh.runs_of(t))
+        """Every run of these tasks has ended in this snapshot (their work is over)."""
+        return all(r.end is not None for t in task_ids for r in self.runs_of(t))
 
     def runs_after(self, moment: float) -> list[ProbeRun]:
         return [r for r in self.runs if r.started >= moment]

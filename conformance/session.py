@@ -8,6 +8,7 @@ test report, so the summary and the report files are assembled there.
 from __future__ import annotations
 
 import platform
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,9 @@ def _export_stateful_settings(config: pytest.Config, report_dir: str | None) -> 
     if profile:
         os.environ[ENV_PROFILE] = profile
     if report_dir:
-        os.environ[ENV_REPRODUCER_DIR] = str(Path(report_dir).resolve() / "reproducers")
+        reproducers = Path(report_dir).resolve() / "reproducers"
+        shutil.rmtree(reproducers, ignore_errors=True)  # only this run's reproducers belong next to its report
+        os.environ[ENV_REPRODUCER_DIR] = str(reproducers)
 
 
 def validate_check_ids(ids: Any, where: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,11 @@ from typing import Any
 from conformance.profile import ProfileError
 
 
+@functools.lru_cache(maxsize=8)
 def pyproject_settings(rootpath: Path) -> dict[str, Any]:
-    """The ``[tool.executor-conformance]`` table of ``rootpath/pyproject.toml`` (empty if none)."""
+    """The ``[tool.executor-conformance]`` table of ``rootpath/pyproject.toml`` (empty if none).
+
+    Cached: the plugin asks for several keys during start-up and must stay cheap when unused."""
     path = Path(rootpath) / "pyproject.toml"
     if not path.is_file():
         return {}

@@ -351,21 +351,25 @@ def run_stateful(profile: ExecutorProfile, sandbox: Sandbox, *, hypothesis_profi
             exc = group[0]
         programme = "\n".join(getattr(exc, "__notes__", []))
         path = write_reproducer(profile, programme, reproducer_dir)
+        replay = f"Replay it: pytest {path}" if path else "(hypothesis printed no programme: no reproducer written)"
         raise PropertyViolated(
             f"{exc}\n\nMinimal failing programme (hypothesis, shrunk):\n{textwrap.indent(programme, '    ')}\n\n"
-            f"Replay it: pytest {path}") from None
+            f"{replay}") from None
 
 
-def write_reproducer(profile: ExecutorProfile, programme: str, directory: Path | None = None) -> Path:
+def write_reproducer(profile: ExecutorProfile, programme: str, directory: Path | None = None) -> Path | None:
     """A standalone pytest file that rebuilds the executor by its dotted path and replays the steps,
-    checking the SPEC PROP invariants after each one, as hypothesis did."""
-    target = directory or Path(tempfile.mkdtemp(prefix="conformance-reproducer-"))
-    target.mkdir(parents=True, exist_ok=True)
+    checking the SPEC PROP invariants after each one, as hypothesis did. None when the programme has
+    no steps to replay."""
     lines = programme.splitlines()
     starts = [i for i, line in enumerate(lines) if line.strip().startswith("state = ")]
     ends = [i for i, line in enumerate(lines) if line.strip() == "state.teardown()"]
     steps = lines[starts[0] + 1:ends[-1]] if starts and ends else []  # keeps multi-line calls whole
-    body = textwrap.indent(textwrap.dedent("\n".join(steps)), " " * 8) if steps else "        pass"
+    if not steps:
+        return None
+    target = directory or Path(tempfile.mkdtemp(prefix="conformance-reproducer-"))
+    target.mkdir(parents=True, exist_ok=True)
+    body = textwrap.indent(textwrap.dedent("\n".join(steps)), " " * 8)
     kwargs = json.dumps(profile.executor_kwargs) if profile.executor_kwargs else None
     name = profile.label.replace(".", "_").replace(":", "_")
     path = target / f"test_reproduce_{name}.py"

@@ -121,14 +121,13 @@ class TaskProcess:
     # -- observing -----------------------------------------------------------------------------
     def poll(self) -> tuple[str, str] | None:
         """``(state, info)`` once the task is over, else None. Never blocks."""
-        if self.exit_status is None:
-            self._reap(block=False)
+        ours = self._reap(block=False)
         result = self._read_result()
         if result is not None:
             return result
         if self.exit_status is not None:
             return FAILED, f"task process ended without a verdict ({_describe_status(self.exit_status)})"
-        if self.exit_status is None and not self._is_child() and not _pid_alive(self.pid):
+        if not ours and not _pid_alive(self.pid):
             return FAILED, "task process vanished without a verdict"
         return None
 
@@ -136,8 +135,7 @@ class TaskProcess:
         """Block until the task is over (used by the sequential executor and by ``end``)."""
         waiter = threading.Event()
         while True:
-            if self._is_child():
-                self._reap(block=True)
+            self._reap(block=True)  # returns at once for a process that is not our child
             outcome = self.poll()
             if outcome is not None:
                 return outcome
@@ -162,8 +160,7 @@ class TaskProcess:
 
     # -- internals -----------------------------------------------------------------------------
     def _running(self) -> bool:
-        if self.exit_status is None:
-            self._reap(block=False)
+        self._reap(block=False)
         return self.exit_status is None and _pid_alive(self.pid)
 
     def _signal(self, sig: int) -> None:
@@ -173,16 +170,18 @@ class TaskProcess:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(self.pid, sig)
 
-    def _is_child(self) -> bool:
-        return self.exit_status is None and _is_our_child(self.pid)
-
-    def _reap(self, block: bool) -> None:
+    def _reap(self, block: bool) -> bool:
+        """Collect the exit status if the task is our child; True while waitpid can see it (a task
+        adopted from another executor instance in another process is not our child)."""
+        if self.exit_status is not None:
+            return False
         try:
             pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
         except ChildProcessError:
-            return  # not our child (adopted) or already reaped
+            return False
         if pid == self.pid:
             self.exit_status = status
+        return True
 
     def _read_result(self) -> tuple[str, str] | None:
         try:
@@ -190,15 +189,6 @@ class TaskProcess:
         except (OSError, ValueError):
             return None
         return str(data["state"]), str(data.get("info", ""))
-
-
-def _is_our_child(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return False
-    return ppid == os.getpid()
 
 
 def _describe_status(status: int) -> str:
