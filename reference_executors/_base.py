@@ -32,9 +32,13 @@ class ReferenceExecutorBase(BaseExecutor):
     funnel into ``_dispatch(key, payload)``; subclasses decide how a dispatched task runs.
     """
 
-    def __init__(self, parallelism: int = 32, state_dir: str | os.PathLike[str] | None = None,
+    def __init__(self, parallelism: int | None = None, state_dir: str | os.PathLike[str] | None = None,
                  **kwargs: Any):
-        super().__init__(parallelism=parallelism, **kwargs)
+        # The scheduler builds executors without arguments: the base's default is ``[core] parallelism``,
+        # which must stay the default here or the deployment's setting is silently ignored.
+        if parallelism is not None:
+            kwargs["parallelism"] = parallelism
+        super().__init__(**kwargs)
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
 
     # -- lifecycle -------------------------------------------------------------------------------

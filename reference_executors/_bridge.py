@@ -62,8 +62,14 @@ def run_here(payload: Any) -> None:
             supervise(ti=payload.ti, dag_rel_path=payload.dag_rel_path, bundle_info=payload.bundle_info,
                       token=payload.token, log_path=payload.log_path, subprocess_logs_to_stdout=True)
         return
+    from airflow import settings
     from airflow.cli.cli_parser import get_parser
 
+    # This process was forked from the scheduler: its pooled database connections share their sockets
+    # with the parent's. Forget them without closing (closing would end the parent's sessions); 3.x
+    # does this itself at fork, 2.x does not.
+    if getattr(settings, "engine", None) is not None:
+        settings.engine.dispose(close=False)
     if list(payload[:3]) != ["airflow", "tasks", "run"]:
         raise ValueError(f"not an 'airflow tasks run' command: {payload!r}")
     args = get_parser().parse_args(list(payload[1:]))

@@ -33,7 +33,7 @@ class LocalExecutor(ReferenceExecutorBase):
     supports_multi_team = False
     pre_assigns_external_executor_id = False  # we mint our own ids and report them with RUNNING
 
-    def __init__(self, parallelism: int = 32, state_dir: Any = None, **kwargs: Any):
+    def __init__(self, parallelism: int | None = None, state_dir: Any = None, **kwargs: Any):
         super().__init__(parallelism=parallelism, state_dir=state_dir, **kwargs)
         self._procs: dict[Any, TaskProcess] = {}
         self._held: dict[Any, Any] = {}

@@ -1,0 +1,142 @@
+"""The probe DAG file the e2e tier puts in its DAG folder.
+
+Real task code, no seam: each task appends one JSON line when it starts and one when it ends to the
+deployment's journal (``O_APPEND``, one ``write`` per line, so concurrent tasks never interleave).
+The file imports from ``airflow.sdk``/the standard provider on Airflow 3 and from the classic modules
+on Airflow 2. Scenarios are triggered one DAG run at a time, so DAGs have no schedule.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+#: dag_id -> what the scenario behind it exercises
+PROBE_DAGS = {
+    "cfe_complete": "two dependent tasks and a sensor in poke mode: the run succeeds",
+    "cfe_retries": "a task that always fails, with one retry: FAILED after two tries",
+    "cfe_parallel": "six independent tasks that each hold for a while: parallelism is respected",
+    "cfe_crash": "two tasks held until released: the scheduler is killed while they run",
+    "cfe_stuck": "one task held before it can start: it stays queued until the scheduler acts",
+}
+
+PARALLEL_TASKS = 6
+PARALLEL_HOLD_SECONDS = 2.0
+CRASH_TASKS = 2
+SENSOR_POKES = 3
+
+_TEMPLATE = '''\
+"""Probe DAGs of airflow-executor-conformance's e2e tier (generated; the journal path is baked in)."""
+import json
+import os
+import threading
+import time
+from datetime import datetime, timedelta
+
+try:  # Airflow 3
+    from airflow.providers.standard.operators.python import PythonOperator
+    from airflow.providers.standard.sensors.python import PythonSensor
+    from airflow.sdk import DAG, get_parsing_context
+except ImportError:  # Airflow 2
+    from airflow import DAG
+    from airflow.operators.python import PythonOperator
+    from airflow.sensors.python import PythonSensor
+    from airflow.utils.dag_parsing_context import get_parsing_context
+
+JOURNAL = {journal!r}
+RELEASE_DIR = {release_dir!r}
+HOLD_FILE = {hold_file!r}
+START = datetime(2024, 1, 1)
+
+
+def _write(event, context, **extra):
+    ti = context["ti"]
+    record = dict(event=event, dag_id=ti.dag_id, task_id=ti.task_id, run_id=context["run_id"],
+                  try_number=ti.try_number, pid=os.getpid(), t=time.time(), **extra)
+    fd = os.open(JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(record) + "\\n").encode())
+    finally:
+        os.close(fd)
+
+
+def succeed(**context):
+    _write("start", context)
+    _write("end", context, outcome="success")
+
+
+def fail(**context):
+    _write("start", context)
+    _write("end", context, outcome="failed")
+    raise RuntimeError("probe task failing on purpose")
+
+
+def hold(seconds):
+    def run(**context):
+        _write("start", context)
+        threading.Event().wait(seconds)  # the task's work: being busy for a while
+        _write("end", context, outcome="success")
+    return run
+
+
+def hold_until_released(**context):
+    _write("start", context)
+    release = os.path.join(RELEASE_DIR, context["run_id"])
+    deadline = time.monotonic() + 180
+    while not os.path.exists(release):
+        if time.monotonic() > deadline:
+            _write("end", context, outcome="failed")
+            raise RuntimeError("never released")
+        threading.Event().wait(0.05)
+    _write("end", context, outcome="success")
+
+
+POKES = []
+
+
+def poke(**context):
+    POKES.append(1)
+    _write("poke", context, poke=len(POKES))
+    return len(POKES) >= {sensor_pokes}
+
+
+# A task process of cfe_stuck blocks while parsing this file, i.e. before it can leave QUEUED
+# (Airflow 2 parses the DAG file before the task is marked running).
+_context = get_parsing_context()
+if _context.dag_id == "cfe_stuck" and _context.task_id == "stuck":
+    _deadline = time.monotonic() + 180
+    while os.path.exists(HOLD_FILE) and time.monotonic() < _deadline:
+        threading.Event().wait(0.05)
+
+defaults = dict(retries=0, retry_delay=timedelta(seconds=0))
+
+with DAG("cfe_complete", schedule=None, start_date=START, catchup=False, default_args=defaults):
+    first = PythonOperator(task_id="first", python_callable=succeed)
+    second = PythonOperator(task_id="second", python_callable=succeed)
+    first >> second
+    PythonSensor(task_id="sensor", python_callable=poke, mode="poke", poke_interval=0.2, timeout=120)
+
+with DAG("cfe_retries", schedule=None, start_date=START, catchup=False, default_args=defaults):
+    PythonOperator(task_id="always_fails", python_callable=fail, retries=1, retry_delay=timedelta(seconds=0))
+
+with DAG("cfe_parallel", schedule=None, start_date=START, catchup=False, default_args=defaults,
+         max_active_tasks={parallel_tasks}):
+    for i in range({parallel_tasks}):
+        PythonOperator(task_id=f"hold_{{i}}", python_callable=hold({parallel_hold}))
+
+with DAG("cfe_crash", schedule=None, start_date=START, catchup=False, default_args=defaults):
+    for i in range({crash_tasks}):
+        PythonOperator(task_id=f"held_{{i}}", python_callable=hold_until_released)
+
+with DAG("cfe_stuck", schedule=None, start_date=START, catchup=False, default_args=defaults):
+    PythonOperator(task_id="stuck", python_callable=succeed)
+'''
+
+
+def write_probe_dags(dags_folder: Path, journal: Path, release_dir: Path, hold_file: Path) -> Path:
+    """Write the probe DAG file into ``dags_folder`` and return its path."""
+    text = _TEMPLATE.format(journal=str(journal), release_dir=str(release_dir), hold_file=str(hold_file),
+                            sensor_pokes=SENSOR_POKES, parallel_tasks=PARALLEL_TASKS,
+                            parallel_hold=PARALLEL_HOLD_SECONDS, crash_tasks=CRASH_TASKS)
+    path = dags_folder / "conformance_probe_dags.py"
+    path.write_text(text)
+    return path

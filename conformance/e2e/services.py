@@ -1,0 +1,197 @@
+"""Long-running processes of the e2e tier, each stopped by its PID -- never by name.
+
+Every process runs in its own session (process group), so stopping it also stops what it forked
+(gunicorn/uvicorn workers, DAG-processor children); what escapes its group (a task process an executor
+started with ``setsid``) is found by ``processes_with_env`` through the sandbox marker every process
+of the deployment inherits, and killed at teardown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+class E2ESetupError(RuntimeError):
+    """The deployment could not be brought up (a prerequisite is missing or a component died)."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], object], what: str, deadline: float,
+               diagnose: Callable[[], str] | None = None) -> object:
+    """Poll ``condition`` until it returns something truthy; raise naming ``what`` at the deadline."""
+    limit = time.monotonic() + deadline
+    pause = threading.Event()
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > limit:
+            extra = f"\n{diagnose()}" if diagnose else ""
+            raise TimeoutError(f"waited {deadline:.0f}s for {what}{extra}")
+        pause.wait(0.1)
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"({path} not written)"
+    return "\n".join(text[-lines:])
+
+
+class Service:
+    """One background process with its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path,
+                 cwd: Path | None = None, user: str | None = None):
+        self.name = name
+        self.log = log_dir / f"{name}.log"
+        self.argv = argv
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         user=user)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the process itself only -- a crash, as the OOM killer would do it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self, grace: float = 15.0, sig: int = signal.SIGTERM) -> None:
+        """Stop the process and its group: ``sig``, then SIGKILL after ``grace`` seconds."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+        # whatever is left of its group (workers the main process forked) goes too
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.proc.poll() is None:
+            self.proc.wait()
+
+    def describe(self) -> str:
+        return f"{self.name} (pid {self.pid}) log {self.log}:\n{tail(self.log)}"
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """PIDs of processes whose environment has ``name=value`` (the deployment's marker)."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
+
+
+def kill_marked(name: str, value: str, deadline: float = 10.0) -> list[int]:
+    """SIGKILL every process carrying the marker; returns the PIDs that were still running."""
+    leaked = processes_with_env(name, value)
+    for pid in leaked:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    limit = time.monotonic() + deadline
+    pause = threading.Event()
+    while time.monotonic() < limit and processes_with_env(name, value):
+        for pid in leaked:  # reap our own children so they do not linger as zombies
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        pause.wait(0.05)
+    return leaked
+
+
+class PostgresServer:
+    """A private PostgreSQL (Debian's ``postgresql`` package) on 127.0.0.1, for executors that Airflow
+    refuses to run on sqlite. initdb refuses root, so as root the cluster belongs to ``postgres``."""
+
+    def __init__(self, log_dir: Path):
+        self.bindir = self._bindir()
+        # its own temporary directory: the sandbox's is private to us, and ``postgres`` must enter this one
+        self.root = Path(tempfile.mkdtemp(prefix="executor-conformance-pg-"))
+        self.data = self.root / "data"
+        self.sockets = self.root / "sockets"
+        self.port = free_port()
+        self.user = "postgres" if os.geteuid() == 0 else None
+        for folder in (self.root, self.data, self.sockets):
+            folder.mkdir(exist_ok=True)
+            if self.user:
+                entry = pwd.getpwnam(self.user)
+                os.chown(folder, entry.pw_uid, entry.pw_gid)
+        initdb = subprocess.run([str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres",
+                                 "--auth=trust", "--no-sync", "-E", "UTF8"], user=self.user,
+                                capture_output=True, text=True, check=False)
+        if initdb.returncode:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise E2ESetupError(f"initdb failed: {initdb.stderr.strip()[-400:]}")
+        self.service = Service("postgres", [str(self.bindir / "postgres"), "-D", str(self.data), "-h", "127.0.0.1",
+                                            "-p", str(self.port), "-k", str(self.sockets), "-F",
+                                            "-c", "fsync=off", "-c", "max_connections=200"],
+                               env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"},
+                               log_dir=log_dir, user=self.user)
+        wait_until(self._ready, "PostgreSQL to accept connections", 30, self.service.describe)
+        create = subprocess.run([str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
+                                 "-c", "CREATE DATABASE airflow"], capture_output=True, text=True, check=False)
+        if create.returncode:
+            self.stop()
+            raise E2ESetupError(f"creating the airflow database failed: {create.stderr.strip()}")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/airflow"
+
+    @staticmethod
+    def _bindir() -> Path:
+        pg_config = shutil.which("pg_config")
+        candidates = []
+        if pg_config:
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False).stdout.strip()
+            candidates.append(Path(out))
+        candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+        for folder in candidates:
+            if (folder / "initdb").exists() and (folder / "postgres").exists():
+                return folder
+        raise E2ESetupError("PostgreSQL server binaries not found (apt-get install -y postgresql): Airflow "
+                            "refuses sqlite for an executor that is not single-threaded")
+
+    def _ready(self) -> bool:
+        if not self.service.alive():
+            raise E2ESetupError("PostgreSQL exited at start:\n" + self.service.describe())
+        probe = subprocess.run([str(self.bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
+                               capture_output=True, check=False)
+        return probe.returncode == 0
+
+    def stop(self) -> None:
+        self.service.stop(sig=signal.SIGINT)  # "fast shutdown"
+        shutil.rmtree(self.root, ignore_errors=True)
