@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-AREAS = ("attributes", "heartbeat", "lifecycle", "events", "adoption", "stuck", "stateful", "cli", "logs")
+AREAS = ("attributes", "heartbeat", "lifecycle", "events", "adoption", "stuck", "stateful", "cli", "logs", "e2e")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     certify.add_argument("executor", metavar="DOTTED.PATH", help="e.g. my_pkg.executors.MyExecutor")
     certify.add_argument("--report", metavar="DIR", help="report directory (default reports/<executor-name>/)")
     certify.add_argument("--executor-kwargs", metavar="JSON", help="constructor kwargs as a JSON object")
+    certify.add_argument("--e2e", action="store_true",
+                         help="also run the end-to-end tier under a real Airflow scheduler (takes minutes)")
     certify.add_argument("--airflow-info", action="store_true", help="print the installed Airflow and exit")
     certify.epilog = "Any other argument is passed to pytest (e.g. -k heartbeat, -x, -n 2, --junitxml=FILE)."
 
@@ -69,9 +71,11 @@ def _certify(args: argparse.Namespace) -> int:
     pytest_args = ["--executor", args.executor, "--conformance-report", report, "-p", "no:cacheprovider"]
     if args.executor_kwargs:
         pytest_args += ["--executor-kwargs", args.executor_kwargs]
+    if args.e2e:
+        pytest_args += ["--e2e"]
     extra = [a for a in args.pytest_args if a != "--"]
     if not any(a.startswith("-n") or a == "--numprocesses" for a in extra) and (os.cpu_count() or 1) >= 4:
-        extra += ["-n", "auto"]  # xdist only pays off with spare cores; sandboxes are per worker
+        extra += ["-n", "auto", "--dist", "loadgroup"]  # xdist pays off with spare cores; sandboxes are per worker
     code = int(pytest.main(pytest_args + extra))
     if (Path(report) / "report.md").exists() and code in (0, 1):
         print(f"report: {Path(report) / 'report.md'}")

@@ -38,6 +38,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write report.json and report.md for the run into DIR")
     group.addoption("--checks", action="store", default=None, metavar="ID[,ID...]",
                     help="run only these check ids (see `executor-conformance checks`)")
+    group.addoption("--e2e", action="store_true", default=False,
+                    help="also run the end-to-end tier: the executor under a real Airflow scheduler (minutes)")
     group.addoption("--conformance-hypothesis-profile", action="store", default=None, choices=("ci", "thorough"),
                     help="state-machine effort: ci (a few dozen examples, default) or thorough (hundreds)")
     parser.addini("executor", "dotted path of the executor to certify (like --executor)", default="")

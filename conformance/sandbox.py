@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +42,7 @@ class Sandbox:
     root: Path
     _saved_env: dict[str, str | None] = field(default_factory=dict)
     _user_airflow_existed: bool = True
+    _cleanups: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def airflow_home(self) -> Path:
@@ -109,8 +110,16 @@ class Sandbox:
         _ACTIVE = self
         return self
 
+    def on_deactivate(self, cleanup: Callable[[], None]) -> None:
+        """Run ``cleanup`` when the sandbox is deactivated (before its directory goes): services that
+        live in the sandbox, like the e2e tier's Airflow deployment, are stopped there."""
+        if cleanup not in self._cleanups:
+            self._cleanups.append(cleanup)
+
     def deactivate(self, keep: bool = False) -> None:
         global _ACTIVE
+        while self._cleanups:
+            self._cleanups.pop()()
         self.kill_leaked_probes()
         for name, value in self._saved_env.items():
             if value is None:

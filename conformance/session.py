@@ -87,8 +87,11 @@ class ConformanceSession:
                 f"Airflow {compat.version_string()} (sandbox {self.sandbox.root})"]
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
-        if self.selected:
-            kept = [i for i in items if _check_id_of(i) is None or _check_id_of(i) in self.selected]
+        e2e = _e2e_requested(config)
+        if self.selected or not e2e:
+            kept = [i for i in items if _check_id_of(i) is None
+                    or (_check_id_of(i) in self.selected if self.selected
+                        else e2e or not str(_check_id_of(i)).startswith("e2e."))]
             dropped = [i for i in items if i not in kept]
             if dropped:
                 config.hook.pytest_deselected(items=dropped)
@@ -99,6 +102,8 @@ class ConformanceSession:
                 continue
             spec = catalog.get(check_id)
             item.add_marker(getattr(pytest.mark, spec.area))
+            if spec.area == "e2e":  # one deployment per worker: keep the e2e checks together under xdist
+                item.add_marker(pytest.mark.xdist_group("executor-conformance-e2e"))
             item.add_marker(pytest.mark.conformance_check(check_id))
             item.extra_keyword_matches.add(check_id)
             item.user_properties += [("check_id", check_id), ("clause", spec.clause)]
@@ -167,6 +172,11 @@ class ConformanceSession:
 
     def close(self) -> None:
         self.sandbox.deactivate()
+
+
+def _e2e_requested(config: pytest.Config) -> bool:
+    """The e2e tier is opt-in: ``--e2e``, or a ``-m`` expression that names it."""
+    return bool(config.getoption("--e2e")) or "e2e" in str(config.getoption("markexpr", "") or "")
 
 
 def _check_id_of(item: pytest.Item) -> str | None:

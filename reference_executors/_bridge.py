@@ -68,14 +68,20 @@ def run_here(payload: Any) -> None:
     # This process was forked from the scheduler: its pooled database connections share their sockets
     # with the parent's. Forget them without closing (closing would end the parent's sessions); 3.x
     # does this itself at fork, 2.x does not.
-    if getattr(settings, "engine", None) is not None:
-        settings.engine.dispose(close=False)
+    engine = getattr(settings, "engine", None)
+    if engine is not None:
+        engine.dispose(close=False)
     if list(payload[:3]) != ["airflow", "tasks", "run"]:
         raise ValueError(f"not an 'airflow tasks run' command: {payload!r}")
+    from airflow.utils.dag_parsing_context import _airflow_parsing_context_manager
+
     args = get_parser().parse_args(list(payload[1:]))
     args.shut_down_logging = False
     try:
-        args.func(args)
+        # Like Airflow's LocalExecutor and Celery worker: a DAG file can skip building the DAGs that
+        # this task does not need (airflow.utils.dag_parsing_context.get_parsing_context).
+        with _airflow_parsing_context_manager(dag_id=args.dag_id, task_id=args.task_id):
+            args.func(args)
     except SystemExit as exc:
         if exc.code not in (0, None):
             raise RuntimeError(f"task command exited with {exc.code}") from None

@@ -48,10 +48,29 @@ def log_path(state_dir: Path, key_parts: list[Any]) -> Path:
     return state_dir / "logs" / str(dag_id) / str(run_id) / str(task_id) / f"map{map_index}" / f"try{try_number}.log"
 
 
+# -- the state directory: the only I/O on the durable state, so an outage has one place to bite ------
+# (``reference_executors.faults`` makes these raise, as a flaky NFS mount or full disk would).
+
+
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The file's JSON; None when it does not exist (yet). Any other OSError is an outage: raised."""
+    try:
+        return dict(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return None  # written atomically, so only a foreign file can be malformed: treat as absent
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -77,6 +96,7 @@ class TaskProcess:
     pid: int
     state_dir: Path
     exit_status: int | None = None
+    _record: dict[str, Any] | None = None  # a record still to be written (the state dir failed)
 
     @property
     def record_path(self) -> Path:
@@ -90,11 +110,16 @@ class TaskProcess:
     @classmethod
     def launch(cls, state_dir: Path, external_id: str, key: Any,
                run: Callable[[], None]) -> TaskProcess:
-        """Fork a child in a new session that calls ``run()`` and records the verdict."""
+        """Fork a child in a new session that calls ``run()`` and records the verdict.
+
+        The durable record is written *before* the fork: if the state directory is unavailable this
+        raises OSError and nothing was started, so the caller can simply try again later."""
         parts = key_fields(key)
         logfile = log_path(state_dir, parts)
         logfile.parent.mkdir(parents=True, exist_ok=True)
         proc = cls(external_id, parts, pid=0, state_dir=state_dir)
+        record = {"key": parts, "pid": None, "log": str(logfile), "started": time.time()}
+        _write_json_atomically(proc.record_path, record)
         # Like Airflow's LocalExecutor: freeze the GC across fork so the child's collector does not
         # touch (and copy) every inherited object page.
         gc.freeze()
@@ -105,24 +130,43 @@ class TaskProcess:
         finally:
             gc.unfreeze()
         proc.pid = pid
-        _write_json_atomically(proc.record_path, {"key": parts, "pid": pid, "log": str(logfile),
-                                                  "started": time.time()})
+        proc._record = {**record, "pid": pid}
+        proc._save_record()
         return proc
+
+    def _save_record(self) -> None:
+        """Store the pid for adoption; if the state directory fails now, retried at the next poll."""
+        if self._record is None:
+            return
+        try:
+            _write_json_atomically(self.record_path, self._record)
+            self._record = None
+        except OSError:
+            pass
 
     @classmethod
     def from_record(cls, state_dir: Path, external_id: str) -> TaskProcess | None:
         """Re-attach to a task another executor instance started (adoption)."""
         try:
-            record = json.loads((state_dir / f"{external_id}.json").read_text())
-        except (OSError, ValueError):
+            record = _read_json(state_dir / f"{external_id}.json")
+        except OSError:
             return None
+        if record is None or record.get("pid") is None:
+            return None  # never started, or its starter died before it knew the pid
         return cls(external_id, list(record["key"]), int(record["pid"]), state_dir)
 
     # -- observing -----------------------------------------------------------------------------
     def poll(self) -> tuple[str, str] | None:
-        """``(state, info)`` once the task is over, else None. Never blocks."""
+        """``(state, info)`` once the task is over, else None. Never blocks.
+
+        While the state directory is unavailable the verdict cannot be read: None (ask again later),
+        never a guess -- a SUCCESS reported as FAILED is a lost task (SPEC HB-5)."""
         ours = self._reap(block=False)
-        result = self._read_result()
+        self._save_record()
+        try:
+            result = self._read_result()
+        except OSError:
+            return None
         if result is not None:
             return result
         if self.exit_status is not None:
@@ -141,6 +185,16 @@ class TaskProcess:
                 return outcome
             waiter.wait(0.02)  # not our child (adopted): nothing to block on but its liveness
 
+    def finish(self) -> tuple[str, str] | None:
+        """Block until the process has exited, then poll: None only while the verdict cannot be read
+        (state directory unavailable) -- the caller keeps the task and polls again later."""
+        waiter = threading.Event()
+        while self._running():
+            self._reap(block=True)
+            if self._running():
+                waiter.wait(0.02)  # not our child (adopted): nothing to block on but its liveness
+        return self.poll()
+
     def stop(self) -> None:
         """SIGTERM the task's process group, SIGKILL it after a grace period, and reap it."""
         self._signal(signal.SIGTERM)
@@ -155,8 +209,8 @@ class TaskProcess:
     def forget(self) -> None:
         """Remove the durable record once the verdict was reported (the log is kept)."""
         for path in (self.record_path, self.result_path):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+            with contextlib.suppress(OSError):  # an outage leaves a stale record; `clean` removes it
+                _remove(path)
 
     # -- internals -----------------------------------------------------------------------------
     def _running(self) -> bool:
@@ -184,9 +238,8 @@ class TaskProcess:
         return True
 
     def _read_result(self) -> tuple[str, str] | None:
-        try:
-            data = json.loads(self.result_path.read_text())
-        except (OSError, ValueError):
+        data = _read_json(self.result_path)
+        if data is None:
             return None
         return str(data["state"]), str(data.get("info", ""))
 

@@ -47,7 +47,14 @@ class LocalExecutor(ReferenceExecutorBase):
             self._held[key] = payload
             return
         external_id = new_external_id("reflocal")
-        self._procs[key] = self._launch(key, external_id, payload)
+        try:
+            self._procs[key] = self._launch(key, external_id, payload)
+        except OSError as exc:
+            # The state directory is unavailable (SPEC HB-5): nothing was started. Keep the key in
+            # `running` (its slot stays taken) and start it from sync() at a later heartbeat.
+            self.log.warning("Cannot start %s now (%s); retrying at the next heartbeat", key, exc)
+            self._held[key] = payload
+            return
         # RUNNING with the external id: the scheduler stores it on the TI, and hands it back to
         # try_adopt_task_instances after a restart. running_state keeps the key in `running`.
         _bridge.report_running(self, key, external_id)

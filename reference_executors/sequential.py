@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from reference_executors._base import ReferenceExecutorBase
-from reference_executors._process import FAILED, new_external_id
+from reference_executors._process import FAILED, TaskProcess, new_external_id
 
 
 class SequentialExecutor(ReferenceExecutorBase):
@@ -33,22 +33,41 @@ class SequentialExecutor(ReferenceExecutorBase):
     def __init__(self, parallelism: int = 1, state_dir: Any = None, **kwargs: Any):
         super().__init__(parallelism=1, state_dir=state_dir, **kwargs)
         self._pending: list[tuple[Any, Any]] = []
+        self._unreported: dict[Any, TaskProcess] = {}  # finished, verdict unreadable so far (HB-5)
 
     def _dispatch(self, key: Any, payload: Any) -> None:
         self._pending.append((key, payload))
 
     def sync(self) -> None:
-        """Run what the heartbeat just dispatched, to completion, and report it."""
+        """Run what the heartbeat just dispatched, to completion, and report it.
+
+        If the state directory is unavailable (SPEC HB-5) a task that cannot be started stays pending
+        and a verdict that cannot be read is read at a later heartbeat; nothing raises, nothing is lost."""
+        for key, proc in list(self._unreported.items()):
+            self._report_if_known(key, proc, proc.poll())
         while self._pending:
-            key, payload = self._pending.pop(0)
-            proc = self._launch(key, new_external_id("refseq"), payload)
-            state, info = proc.wait()
-            proc.forget()
-            self._report(key, state, info)
+            key, payload = self._pending[0]
+            try:
+                proc = self._launch(key, new_external_id("refseq"), payload)
+            except OSError as exc:
+                self.log.warning("Cannot start %s now (%s); retrying at the next heartbeat", key, exc)
+                return
+            self._pending.pop(0)
+            self._report_if_known(key, proc, proc.finish())
+
+    def _report_if_known(self, key: Any, proc: TaskProcess, outcome: tuple[str, str] | None) -> None:
+        if outcome is None:
+            self._unreported[key] = proc
+            return
+        self._unreported.pop(key, None)
+        proc.forget()
+        self._report(key, *outcome)
 
     def end(self) -> None:
         """Nothing runs between heartbeats; finish anything dispatched but not yet run."""
         self.sync()
+        for key, proc in list(self._unreported.items()):
+            self._report_if_known(key, proc, proc.wait())
 
     def terminate(self) -> None:
         """Nothing is in flight between calls; dispatched-but-unstarted tasks are reported failed."""
@@ -58,3 +77,9 @@ class SequentialExecutor(ReferenceExecutorBase):
 
     def _forget(self, key: Any) -> None:
         self._pending = [(k, p) for k, p in self._pending if k != key]
+        self._unreported.pop(key, None)
+
+
+#: The name to use in ``[core] executor`` on Airflow 3, which rewrites any "SequentialExecutor" in that
+#: setting to "LocalExecutor" (a deprecated-value upgrade): ``reference_executors.sequential.OneAtATimeExecutor``.
+OneAtATimeExecutor = SequentialExecutor

@@ -420,6 +420,59 @@ class DuplicateEventAfterMultiDagFilter(LocalExecutor):
         return super().get_event_buffer(dag_ids)
 
 
+# -- e2e: under a real scheduler (started by dotted path: these classes must stay module-level) --------
+
+
+class ReportsSuccessWithoutRunning(LocalExecutor):
+    """Fire and forget: the submission's success is reported as the task's, and nothing runs."""
+
+    def _dispatch(self, key: Any, payload: Any) -> None:
+        self.success(key, "submitted")
+
+
+class ForgetsRetries(LocalExecutor):
+    """De-duplicates submissions by task and run, without the try number: a retry is refused as a
+    duplicate and reported failed without running."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._submitted: set[tuple[Any, ...]] = set()
+
+    def _dispatch(self, key: Any, payload: Any) -> None:
+        identity = (key.dag_id, key.task_id, key.run_id, key.map_index)
+        if identity in self._submitted:
+            self.fail(key, "duplicate submission refused")
+            return
+        self._submitted.add(identity)
+        super()._dispatch(key, payload)
+
+
+class UntrackedRunning(LocalExecutor):
+    """Forgets to keep dispatched keys in ``running``: the scheduler sees free slots and queues more."""
+
+    def _dispatch(self, key: Any, payload: Any) -> None:
+        super()._dispatch(key, payload)
+        self.running.discard(key)
+
+
+class DeclinesAdoption(LocalExecutor):
+    """Overrides ``try_adopt_task_instances`` but hands every TI back, though its processes live on."""
+
+    def try_adopt_task_instances(self, tis: Any) -> Any:
+        return list(tis)
+
+
+class StuckHandlingRaises(LocalExecutor):
+    """A backend error escapes from revoke/cleanup: the scheduler catches only NotImplementedError."""
+
+    def revoke_task(self, *, ti: Any) -> None:
+        raise RuntimeError("backend unavailable while revoking")
+
+    def cleanup_stuck_queued_tasks(self, tis: list[Any]) -> list[str]:
+        raise RuntimeError("backend unavailable while cleaning up")
+
+
+
 # -- the registry -----------------------------------------------------------------------------------
 
 
@@ -476,6 +529,11 @@ NEGATIVE_CONTROLS: dict[str, list[Control]] = {
     "stateful.scheduler_action_sequences": [Control(DropsEventWhenTwoRunTogether),
                                             Control(ExceedsParallelismAfterRevoke),
                                             Control(DuplicateEventAfterMultiDagFilter)],
+    "e2e.dag_run_completes": [Control(ReportsSuccessWithoutRunning)],
+    "e2e.failed_task_retries_honoured": [Control(ForgetsRetries)],
+    "e2e.parallelism_respected": [Control(UntrackedRunning)],
+    "e2e.scheduler_crash_recovery": [Control(DeclinesAdoption)],
+    "e2e.stuck_in_queued_handled": [Control(StuckHandlingRaises)],
 }
 
 #: Broken executors that only the state machine may catch: every contract check passes them.
@@ -483,3 +541,10 @@ STATEFUL_ONLY = (DropsEventWhenTwoRunTogether, ExceedsParallelismAfterRevoke, Du
 
 #: The reference executors, for "a correct executor passes" tests.
 REFERENCE = {"LocalExecutor": LocalExecutor, "SequentialExecutor": SequentialExecutor}
+
+
+def area_marks(check_id: str) -> list[Any]:
+    """e2e checks start a real Airflow deployment (a minute or more): opt-in with ``-m e2e``."""
+    import pytest
+
+    return [pytest.mark.e2e, pytest.mark.slow] if check_id.startswith("e2e.") else []

@@ -29,3 +29,8 @@ def _no_leaks(sandbox: Sandbox) -> Iterator[None]:
     leaked = sandbox.kill_leaked_probes()
     assert not leaked, f"probe processes leaked by this test (killed): {[r.describe() for r in leaked]}"
     assert not sandbox.outside_writes(), f"files written outside the sandbox: {sandbox.outside_writes()}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop what lives in the sandbox (the e2e tier's Airflow deployment) and remove it."""
+    _SANDBOX.deactivate()

@@ -8,12 +8,13 @@ from conformance import catalog
 from conformance.harness import Budgets
 from conformance.profile import ExecutorProfile
 from conformance.runner import Outcome, run_check
-from tests.broken_executors import NEGATIVE_CONTROLS, Control
+from tests.broken_executors import NEGATIVE_CONTROLS, Control, area_marks
 
 #: Broken executors fail by missing deadlines; a correct executor meets them in milliseconds.
 FAST = Budgets(wait=3.0, heartbeat=5.0, end=10.0)
 
-CASES = [(check_id, control) for check_id, controls in sorted(NEGATIVE_CONTROLS.items()) for control in controls]
+CASES = [pytest.param(check_id, control, id=f"{check_id}-{control.name}", marks=area_marks(check_id))
+         for check_id, controls in sorted(NEGATIVE_CONTROLS.items()) for control in controls]
 
 
 @pytest.fixture(autouse=True)
@@ -30,7 +31,7 @@ def test_every_check_has_a_negative_control() -> None:
     assert not unknown, f"negative controls for checks that do not exist: {unknown}"
 
 
-@pytest.mark.parametrize(("check_id", "control"), CASES, ids=[f"{c}-{k.name}" for c, k in CASES])
+@pytest.mark.parametrize(("check_id", "control"), CASES)
 def test_check_catches_broken_executor(check_id: str, control: Control, sandbox: object) -> None:
     spec = catalog.get(check_id)
     if spec.area == "stateful":

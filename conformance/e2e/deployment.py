@@ -78,7 +78,7 @@ class Deployment:
         self.db_url = self.postgres.url if self.postgres else f"sqlite:///{self.home / 'airflow.db'}"
         self.api_port = free_port()
         self.scheduler: Service | None = None
-        self.others: list[Service] = []
+        self.others: list[Service] = []  # API server, DAG processor; and every scheduler ever started
         self._scheduler_generation = 0
         self._engine: Any = None
         self.timings: dict[str, float] = {}
@@ -162,6 +162,7 @@ class Deployment:
                                  [sys.executable, "-m", "airflow", "scheduler"],
                                  self.environment(**overrides), self.logs, cwd=self.root)
         scheduler = self.scheduler
+        self.others.append(scheduler)  # a crashed one's group (serve-logs, DAG parsing) is stopped at close
 
         def registered() -> bool:
             if not scheduler.alive():
@@ -298,11 +299,9 @@ class Deployment:
     def close(self) -> list[int]:
         """Stop every component by PID, then kill whatever still carries the deployment's marker (task
         processes that left the components' process groups); returns those PIDs."""
-        if self.scheduler is not None:
-            self.scheduler.stop(grace=30)
-        for service in reversed(self.others):
-            service.stop(grace=15)
-        leaked = kill_marked(MARKER_ENV, str(self.root))
+        for service in reversed(self.others):  # the live scheduler first: its executor's end() runs
+            service.stop(grace=30)
+        leaked = kill_marked(MARKER_ENV, str(self.root), self.root)
         if self._engine is not None:
             self._engine.dispose()
         if self.postgres is not None:

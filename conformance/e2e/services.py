@@ -2,7 +2,7 @@
 
 Every process runs in its own session (process group), so stopping it also stops what it forked
 (gunicorn/uvicorn workers, DAG-processor children); what escapes its group (a task process an executor
-started with ``setsid``) is found by ``processes_with_env`` through the sandbox marker every process
+started with ``setsid``) is found by ``processes_of`` through the marker and working directory every process
 of the deployment inherits, and killed at teardown.
 """
 
@@ -86,10 +86,8 @@ class Service:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                pass
         # whatever is left of its group (workers the main process forked) goes too
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -100,31 +98,45 @@ class Service:
         return f"{self.name} (pid {self.pid}) log {self.log}:\n{tail(self.log)}"
 
 
-def processes_with_env(name: str, value: str) -> list[int]:
-    """PIDs of processes whose environment has ``name=value`` (the deployment's marker)."""
+def processes_of(name: str, value: str, cwd: Path) -> list[int]:
+    """PIDs of processes that belong to a deployment: its marker ``name=value`` in their environment,
+    or a working directory inside ``cwd`` (``setproctitle`` overwrites the environment that
+    /proc shows, so the working directory every component and task inherits is the second sign)."""
     needle = f"{name}={value}".encode()
+    inside = str(cwd.resolve())
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            environ = (entry / "environ").read_bytes()
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue  # a zombie has already exited; its parent (or init) reaps it
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+                continue
+            where = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if needle in environ.split(b"\0"):
+        if where == inside or where.startswith(inside + os.sep):
             found.append(int(entry.name))
     return found
 
 
-def kill_marked(name: str, value: str, deadline: float = 10.0) -> list[int]:
-    """SIGKILL every process carrying the marker; returns the PIDs that were still running."""
-    leaked = processes_with_env(name, value)
+def kill_marked(name: str, value: str, cwd: Path, deadline: float = 10.0) -> list[int]:
+    """SIGKILL every process of the deployment; returns the PIDs that were still running.
+
+    Called after the components were stopped: what they were still taking down gets a moment to go
+    by itself first, so that only real stragglers are reported."""
+    pause = threading.Event()
+    settle = time.monotonic() + 3.0
+    while processes_of(name, value, cwd) and time.monotonic() < settle:
+        pause.wait(0.05)
+    leaked = processes_of(name, value, cwd)
     for pid in leaked:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
     limit = time.monotonic() + deadline
-    pause = threading.Event()
-    while time.monotonic() < limit and processes_with_env(name, value):
+    while time.monotonic() < limit and set(processes_of(name, value, cwd)) & set(leaked):
         for pid in leaked:  # reap our own children so they do not linger as zombies
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)

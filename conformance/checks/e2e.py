@@ -1,0 +1,238 @@
+"""SPEC E2E: the executor under a real Airflow scheduler (opt-in: ``--e2e`` or ``-m e2e``).
+
+Each check triggers one DAG run of the probe DAGs (``conformance.e2e.probe_dags``) in the session's
+deployment and judges it twice: by the database (what Airflow recorded) and by the journal the task
+code wrote (what really ran, and when).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from conformance.catalog import check
+from conformance.e2e.deployment import PARALLELISM, Deployment, Run, SchedulerDied, describe_tasks
+from conformance.e2e.probe_dags import CRASH_TASKS, PARALLEL_TASKS, SENSOR_POKES
+from conformance.e2e.services import E2ESetupError
+from conformance.runner import ConformanceFailure
+
+#: the stuck scenario's [scheduler] task_queued_timeout, in seconds
+STUCK_TIMEOUT = 4
+
+
+@contextmanager
+def _deployment(ctx: Any) -> Iterator[Deployment]:
+    """The shared deployment; waits that time out and a dying scheduler become this check's failure."""
+    from conformance.e2e.shared import NotConfigurable, NotStartable, deployment_for
+
+    try:
+        deployment = deployment_for(ctx.profile, ctx.sandbox)
+    except NotStartable as exc:
+        raise ctx.not_supported(str(exc)) from None
+    except NotConfigurable as exc:
+        raise ctx.fail(str(exc)) from None
+    except SchedulerDied as exc:
+        raise ctx.fail(f"a real scheduler running this executor died: {exc}") from None
+    except E2ESetupError as exc:
+        raise ConformanceFailure(f"[{ctx.spec.id}] the e2e deployment could not be started: {exc}") from None
+    try:
+        yield deployment
+    except (TimeoutError, SchedulerDied) as exc:
+        raise ctx.fail(str(exc)) from None
+
+
+def _runs_by_task(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Journal lines grouped per task into runs: one dict per start, with its end (if any) merged in."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    open_runs: dict[tuple[str, int], dict[str, Any]] = {}
+    for record in sorted(records, key=lambda r: r["t"]):
+        if record["event"] == "start":
+            run = {"task_id": record["task_id"], "pid": record["pid"], "try": record["try_number"],
+                   "start": record["t"], "end": None, "outcome": None}
+            runs.setdefault(record["task_id"], []).append(run)
+            open_runs[(record["task_id"], record["pid"])] = run
+        elif record["event"] == "end" and (record["task_id"], record["pid"]) in open_runs:
+            run = open_runs.pop((record["task_id"], record["pid"]))
+            run.update(end=record["t"], outcome=record["outcome"])
+    return runs
+
+
+def _max_concurrency(runs: list[dict[str, Any]]) -> int:
+    edges = sorted([(r["start"], 1) for r in runs] + [(r["end"] or float("inf"), -1) for r in runs],
+                   key=lambda e: (e[0], e[1]))
+    level = peak = 0
+    for _, step in edges:
+        level += step
+        peak = max(peak, level)
+    return peak
+
+
+@check("e2e.dag_run_completes", clause="E2E-1",
+       title="a DAG run completes under the real scheduler with the right task states",
+       expects="The scheduler queues each task once its upstream succeeded and the executor runs it; every task "
+               "ends SUCCESS, a downstream task starts only after its upstream ended, and a poke-mode "
+               "sensor keeps its slot until it succeeds.",
+       fix="Run the command/workload the scheduler queued (execute_async on 2.x, _process_workloads on 3.x) and "
+           "report its terminal state; read the scheduler log in the message.")
+def dag_run_completes(ctx: Any) -> None:
+    """cfe_complete: first >> second, and a sensor that succeeds on its third poke; all must succeed."""
+    with _deployment(ctx) as deployment:
+        run = deployment.trigger("cfe_complete")
+        state = deployment.wait_for_run(run)
+        tasks = deployment.tasks(run)
+        runs = _runs_by_task(deployment.journal(run))
+        pokes = [r for r in deployment.journal(run) if r["event"] == "poke"]
+        ctx.expect(state == "success" and all(t.state == "success" for t in tasks.values()),
+                   f"the DAG run ended {state}: {describe_tasks(tasks)}")
+        ctx.expect(all(len(runs.get(t, [])) == 1 for t in ("first", "second")),
+                   f"each task must run exactly once; journal runs: "
+                   f"{ {t: len(v) for t, v in runs.items()} }")
+        first, second = runs["first"][0], runs["second"][0]
+        ctx.expect(first["end"] is not None and second["start"] >= first["end"],
+                   "the downstream task 'second' started before its upstream 'first' ended")
+        ctx.expect(len(pokes) >= SENSOR_POKES, f"the sensor succeeded after {len(pokes)} pokes, "
+                   f"its callable returns True only on poke {SENSOR_POKES}")
+
+
+@check("e2e.failed_task_retries_honoured", clause="E2E-2",
+       title="a failing task ends FAILED after its retries, each try run once",
+       expects="A task that fails is retried by the scheduler with a new try number and run again by the "
+               "executor; after its last retry it ends FAILED and the DAG run fails.",
+       fix="Key everything by the full TaskInstanceKey including try_number: a retry is a new key and must "
+           "be run even though the previous try of the same task was seen before.")
+def failed_task_retries_honoured(ctx: Any) -> None:
+    """cfe_retries: one task that always fails, retries=1: two runs (tries 1 and 2), then FAILED."""
+    with _deployment(ctx) as deployment:
+        run = deployment.trigger("cfe_retries")
+        state = deployment.wait_for_run(run, deadline=90)
+        tasks = deployment.tasks(run)
+        runs = _runs_by_task(deployment.journal(run)).get("always_fails", [])
+        ctx.expect(state == "failed" and tasks["always_fails"].state == "failed",
+                   f"the DAG run ended {state}: {describe_tasks(tasks)}")
+        tries = sorted(r["try"] for r in runs)
+        ctx.expect(tries == [1, 2], f"the task ran with tries {tries}; with retries=1 it must run once with "
+                                    "try 1 and once with try 2")
+
+
+@check("e2e.parallelism_respected", clause="E2E-3",
+       title="under the real scheduler no more tasks run at once than the executor's parallelism",
+       expects="The scheduler queues no more than executor.slots_available (parallelism minus running minus "
+               "queued); an executor whose running/queued_tasks are truthful never runs more than "
+               "[core] parallelism tasks at once.",
+       fix="Keep each key in self.running from dispatch until its terminal event (success()/fail()), and "
+           "take [core] parallelism as the default (do not hard-code a parallelism in __init__).")
+def parallelism_respected(ctx: Any) -> None:
+    """cfe_parallel: six tasks that each hold for a while with [core] parallelism = 3."""
+    limit = min(PARALLELISM, ctx.build(parallelism=PARALLELISM).parallelism or PARALLELISM)
+    with _deployment(ctx) as deployment:
+        run = deployment.trigger("cfe_parallel")
+        state = deployment.wait_for_run(run, deadline=150)
+        tasks = deployment.tasks(run)
+        runs = [r for rs in _runs_by_task(deployment.journal(run)).values() for r in rs]
+        ctx.expect(state == "success", f"the DAG run ended {state}: {describe_tasks(tasks)}")
+        ctx.expect(len(runs) == PARALLEL_TASKS, f"{len(runs)} task runs for {PARALLEL_TASKS} tasks")
+        peak = _max_concurrency(runs)
+        ctx.expect(peak <= limit, f"{peak} tasks ran at once; [core] parallelism is {PARALLELISM} and the "
+                                  f"executor's parallelism allows {limit}")
+
+
+def _adopted_or_rerun(deployment: Deployment, run: Run, crashed: set[str], new_job: int,
+                      crashed_at: float) -> Callable[[], bool]:
+    def settled() -> bool:
+        tasks = deployment.tasks(run)
+        runs = _runs_by_task(deployment.journal(run))
+        return all((tasks[t].state == "running" and tasks[t].queued_by_job_id == new_job)
+                   or any(r["start"] > crashed_at for r in runs.get(t, []))
+                   for t in crashed)
+    return settled
+
+
+@check("e2e.scheduler_crash_recovery", clause="E2E-4",
+       title="after a scheduler is SIGKILLed, a new one adopts running tasks or resets and re-runs them",
+       expects="adopt_or_reset_orphaned_tasks of the new scheduler hands the dead scheduler's running TIs to "
+               "try_adopt_task_instances: an executor that can adopt keeps them (they finish once, without a "
+               "re-run); the rest are reset and run again. Either way the DAG run succeeds.",
+       fix="In try_adopt_task_instances adopt exactly the TIs whose work is still alive (external_executor_id "
+           "identifies it), track them like your own, and return the others; an executor that cannot adopt "
+           "must not override it.")
+def scheduler_crash_recovery(ctx: Any) -> None:
+    """cfe_crash: two tasks held until released; the scheduler is SIGKILLed while they run (one, for a
+    single-threaded executor), a new one starts, then they are released. Judged by the journal (how often
+    each task ran) and the database."""
+    adopts = bool(ctx.capabilities.get("adoption"))
+    at_once = 1 if ctx.capabilities.get("single_threaded") else CRASH_TASKS
+    with _deployment(ctx) as deployment:
+        run = deployment.trigger("cfe_crash")
+        try:
+            _crash_and_recover(ctx, deployment, run, adopts, at_once)
+        finally:
+            deployment.release(run)  # never leave held tasks behind for the next scenario
+
+
+def _crash_and_recover(ctx: Any, deployment: Deployment, run: Run, adopts: bool, at_once: int) -> None:
+    def running() -> set[str]:
+        started = set(_runs_by_task(deployment.journal(run)))
+        return {t.task_id for t in deployment.tasks(run).values() if t.state == "running" and t.task_id in started}
+
+    deployment.wait_for(lambda: len(running()) == at_once,
+                        f"{at_once} cfe_crash task(s) to be running (run {run.run_id})", 90)
+    crashed = running()
+    crashed_at = time.time()
+    deployment.crash_scheduler()
+    deployment.start_scheduler()
+    latest = deployment.latest_scheduler_job()
+    new_job = int(latest["id"]) if latest else -1
+    deployment.wait_for(_adopted_or_rerun(deployment, run, crashed, new_job, crashed_at),
+                        f"the new scheduler to adopt or re-run the dead scheduler's tasks {sorted(crashed)}", 90)
+    deployment.release(run)
+    state = deployment.wait_for_run(run)
+    tasks = deployment.tasks(run)
+    runs = _runs_by_task(deployment.journal(run))
+    ctx.expect(state == "success", f"after the crash the DAG run ended {state}: {describe_tasks(tasks)}")
+    for task_id in sorted(crashed):
+        task_runs = runs.get(task_id, [])
+        after = [r for r in task_runs if r["start"] > crashed_at]
+        if adopts:
+            ctx.expect(len(task_runs) == 1,
+                       f"{task_id} ran {len(task_runs)} times ({len(after)} after the crash): the executor "
+                       "overrides try_adopt_task_instances but did not adopt a task whose process was alive")
+            ctx.expect(tasks[task_id].queued_by_job_id == new_job,
+                       f"{task_id} is not owned by the new scheduler (queued_by_job_id "
+                       f"{tasks[task_id].queued_by_job_id}, new job {new_job})")
+        else:
+            ctx.expect(any(r["outcome"] == "success" for r in after),
+                       f"{task_id} was not re-run to success after the crash; the executor cannot adopt, so "
+                       "the new scheduler must reset it and the executor run it again")
+
+
+@check("e2e.stuck_in_queued_handled", clause="E2E-5", needs=("stuck_handling", "!single_threaded"),
+       title="a task stuck in QUEUED is handed to the executor and leaves QUEUED; the scheduler survives",
+       expects="After [scheduler] task_queued_timeout the scheduler calls revoke_task (3.x, 2.10+) or "
+               "cleanup_stuck_queued_tasks (2.x) for the stuck TI, requeues it up to "
+               "num_stuck_in_queued_retries times and then fails it. Only NotImplementedError is caught "
+               "there: any other exception ends the scheduler.",
+       fix="Make revoke_task/cleanup_stuck_queued_tasks stop the attempt (kill its process, revoke its "
+           "message) and return normally; never let a backend error escape from them.")
+def stuck_in_queued_handled(ctx: Any) -> None:
+    """cfe_stuck: its task cannot leave QUEUED (2.x: its process blocks parsing the DAG file; 3.x: the API
+    server is frozen) while task_queued_timeout is 4 s; the TI must end FAILED with the scheduler alive."""
+    with _deployment(ctx) as deployment:
+        deployment.restart_scheduler(AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT=str(STUCK_TIMEOUT))
+        try:
+            with deployment.task_start_held():
+                run = deployment.trigger("cfe_stuck")
+                deployment.wait_for(lambda: (deployment.tasks(run).get("stuck") or None) is not None
+                                    and deployment.tasks(run)["stuck"].state == "failed",
+                                    f"the stuck task to be revoked/cleaned up and failed (task_queued_timeout "
+                                    f"{STUCK_TIMEOUT}s, one requeue)", 90)
+            state = deployment.wait_for_run(run, deadline=60)
+            ran = _runs_by_task(deployment.journal(run)).get("stuck", [])
+            ctx.expect(state == "failed", f"the DAG run ended {state}")
+            ctx.expect(not ran, f"the stuck task ran {len(ran)} time(s) although every attempt was revoked")
+        finally:
+            if deployment.scheduler is not None and deployment.scheduler.alive():
+                deployment.restart_scheduler()
+            else:
+                deployment.start_scheduler()
