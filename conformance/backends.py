@@ -1,34 +1,24 @@
-"""BackendDriver: how the suite reaches an executor's remote backend (Celery, Kubernetes, ECS, ...).
+"""BackendDriver: how the suite reaches an executor's backend to inject faults (SPEC HB-5).
 
-Local executors need none: the probe seam sees every task. An executor whose work runs elsewhere can
-be given a driver in its ``ExecutorProfile(backend=...)``; checks that need to act on the backend
-declare the ``backend`` capability and are reported "not supported" without one.
+The probe seam sees every task, so no check needs a driver to *observe* a backend. What the suite
+cannot do on its own is make the backend misbehave: a broker that refuses connections for a moment, a
+state store that returns I/O errors. An executor author ships a driver for their backend and passes
+it with ``--backend-driver pkg.mod.Driver`` (or ``ExecutorProfile(backend=...)``); checks that need one
+declare the ``backend`` capability and are reported "not supported" without it.
 
-Status: the protocol only. No check uses it yet (SPEC HB-5, a transient backend error, is the first
-one planned) and no driver ships; the Celery validation runs against a real Redis and worker instead.
+``reference_executors.faults.StateDirectoryOutage`` is the driver for the reference executors.
 """
 
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 
 @runtime_checkable
 class BackendDriver(Protocol):
     """What a check may ask of the backend behind the executor under test."""
 
-    def complete(self, key: Any) -> None:
-        """Make the backend report the task as finished successfully."""
-
-    def fail(self, key: Any) -> None:
-        """Make the backend report the task as failed."""
-
-    def lose(self, key: Any) -> None:
-        """Make the backend forget the task (a lost message or a deleted pod)."""
-
-    def delay(self, key: Any, seconds: float) -> None:
-        """Hold the task's start back by ``seconds``."""
-
     def transient_error(self) -> AbstractContextManager[None]:
-        """While the context is open, calls to the backend fail as a brief outage would."""
+        """While the context is open, the executor's calls to its backend fail as in a brief outage
+        (they raise or time out quickly; nothing is lost on the backend's side)."""

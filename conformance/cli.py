@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     certify.add_argument("executor", metavar="DOTTED.PATH", help="e.g. my_pkg.executors.MyExecutor")
     certify.add_argument("--report", metavar="DIR", help="report directory (default reports/<executor-name>/)")
     certify.add_argument("--executor-kwargs", metavar="JSON", help="constructor kwargs as a JSON object")
+    certify.add_argument("--backend-driver", metavar="DOTTED.PATH",
+                         help="a BackendDriver that injects backend faults (SPEC HB-5)")
     certify.add_argument("--e2e", action="store_true",
                          help="also run the end-to-end tier under a real Airflow scheduler (takes minutes)")
     certify.add_argument("--airflow-info", action="store_true", help="print the installed Airflow and exit")
@@ -73,6 +75,8 @@ def _certify(args: argparse.Namespace) -> int:
         pytest_args += ["--executor-kwargs", args.executor_kwargs]
     if args.e2e:
         pytest_args += ["--e2e"]
+    if args.backend_driver:
+        pytest_args += ["--backend-driver", args.backend_driver]
     extra = [a for a in args.pytest_args if a != "--"]
     if not any(a.startswith("-n") or a == "--numprocesses" for a in extra) and (os.cpu_count() or 1) >= 4:
         extra += ["-n", "auto", "--dist", "loadgroup"]  # xdist pays off with spare cores; sandboxes are per worker

@@ -34,6 +34,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="certify this BaseExecutor subclass (pkg.mod.Class or pkg.mod:Class)")
     group.addoption("--executor-kwargs", action="store", default=None, metavar="JSON",
                     help="constructor keyword arguments for the executor, as a JSON object")
+    group.addoption("--backend-driver", action="store", default=None, metavar="DOTTED.PATH",
+                    help="a BackendDriver for fault injection into the executor's backend (SPEC HB-5)")
     group.addoption("--conformance-report", action="store", default=None, metavar="DIR",
                     help="write report.json and report.md for the run into DIR")
     group.addoption("--checks", action="store", default=None, metavar="ID[,ID...]",
@@ -44,6 +46,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="state-machine effort: ci (a few dozen examples, default) or thorough (hundreds)")
     parser.addini("executor", "dotted path of the executor to certify (like --executor)", default="")
     parser.addini("executor_kwargs", "JSON object of constructor kwargs (like --executor-kwargs)", default="")
+    parser.addini("backend_driver", "dotted path of a BackendDriver (like --backend-driver)", default="")
     parser.addini("executor_expected_failures",
                   "lines of 'check.id: reason' that are expected to fail", type="linelist", default=[])
 
@@ -72,7 +75,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     try:
         state = start_session(config, dotted, _setting(config, "--executor-kwargs", "executor_kwargs"),
-                              _expected_failure_lines(config))
+                              _expected_failure_lines(config), _setting(config, "--backend-driver", "backend_driver"))
     except Exception as exc:  # ProfileError and friends: one line, pytest's usage-error exit code 4
         raise pytest.UsageError(str(exc)) from None
     setattr(config, _STATE_KEY, state)

@@ -150,6 +150,26 @@ def load_executor_class(dotted: str) -> type:
     return obj
 
 
+def load_backend_driver(dotted: str) -> Any:
+    """Resolve and instantiate ``--backend-driver pkg.mod.Driver`` (a class or factory called with no
+    arguments); the result must have ``transient_error()``. Every failure is one ProfileError line."""
+    module_name, _, attr = dotted.partition(":") if ":" in dotted else dotted.rpartition(".")
+    if not module_name or not attr:
+        raise ProfileError(f"--backend-driver {dotted!r}: expected a dotted path like 'pkg.module.Driver'")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except Exception as exc:
+        raise ProfileError(f"--backend-driver {dotted!r} could not be loaded: {type(exc).__name__}: {exc}") from None
+    try:
+        driver = factory()
+    except Exception as exc:
+        raise ProfileError(f"--backend-driver {dotted!r}: calling it raised {type(exc).__name__}: {exc}") from None
+    if not callable(getattr(driver, "transient_error", None)):
+        raise ProfileError(f"--backend-driver {dotted!r}: {type(driver).__name__} has no transient_error() "
+                           "(see conformance.backends.BackendDriver)")
+    return driver
+
+
 def parse_kwargs(kwargs_json: str | None) -> dict[str, Any]:
     if not kwargs_json:
         return {}

@@ -17,18 +17,20 @@ import pytest
 
 import conformance
 from conformance import catalog
-from conformance.profile import ExecutorProfile, ProfileError, check_constructible
+from conformance.profile import ExecutorProfile, ProfileError, check_constructible, load_backend_driver
 from conformance.sandbox import Sandbox
 
 STATUS_ORDER = ("passed", "failed", "not supported", "not applicable", "expected failure", "advice")
 
 
 def start_session(config: pytest.Config, dotted: str, kwargs_json: str | None,
-                  expected_failures: dict[str, str]) -> ConformanceSession:
+                  expected_failures: dict[str, str], backend_driver: str | None = None) -> ConformanceSession:
     # The sandbox first: AIRFLOW_HOME must be set before the executor's module imports Airflow.
     sandbox = Sandbox.create().activate()
     try:
         profile = ExecutorProfile.from_path(dotted, kwargs_json)
+        if backend_driver:
+            profile.backend = load_backend_driver(backend_driver)
         profile.expected_failures.update(expected_failures)
         validate_check_ids(profile.expected_failures, "expected failures")
         selected = [c.strip() for c in (config.getoption("--checks") or "").split(",") if c.strip()]

@@ -16,7 +16,8 @@ from airflow.executors.base_executor import BaseExecutor
 from airflow.utils.state import TaskInstanceState
 
 from reference_executors import _bridge
-from reference_executors._process import SUCCESS, new_external_id
+from reference_executors._process import FAILED, SUCCESS, new_external_id
+from reference_executors.faults import StateDirectoryOutage
 from reference_executors.local import LocalExecutor
 from reference_executors.sequential import SequentialExecutor
 
@@ -420,6 +421,32 @@ class DuplicateEventAfterMultiDagFilter(LocalExecutor):
         return super().get_event_buffer(dag_ids)
 
 
+# -- backend faults (SPEC HB-5), injected by reference_executors.faults.StateDirectoryOutage -----------
+
+
+class BackendErrorEscapes(LocalExecutor):
+    """Starts tasks without guarding the backend call: the outage's OSError leaves heartbeat()."""
+
+    def _dispatch(self, key: Any, payload: Any) -> None:
+        external_id = new_external_id("escapes")
+        self._procs[key] = self._launch(key, external_id, payload)
+        _bridge.report_running(self, key, external_id)
+
+
+class GuessesVerdictInOutage(LocalExecutor):
+    """A process that exited while its verdict cannot be read is assumed to have failed."""
+
+    def sync(self) -> None:
+        self._start_held_runs()
+        for key, proc in list(self._procs.items()):
+            outcome = proc.poll()
+            if outcome is None and proc.exit_status is not None:
+                outcome = (FAILED, "exited, verdict unreadable: assumed failed")
+            if outcome is not None:
+                del self._procs[key]
+                self._report(key, *outcome)
+
+
 # -- e2e: under a real scheduler (started by dotted path: these classes must stay module-level) --------
 
 
@@ -481,6 +508,7 @@ class Control:
     executor: type
     kwargs: dict[str, Any] = field(default_factory=dict)
     advice: bool = False  # for ATTR-2a advice checks the control must produce advice, not a failure
+    backend: Any = None  # a BackendDriver, for checks that inject backend faults
 
     @property
     def name(self) -> str:
@@ -529,6 +557,8 @@ NEGATIVE_CONTROLS: dict[str, list[Control]] = {
     "stateful.scheduler_action_sequences": [Control(DropsEventWhenTwoRunTogether),
                                             Control(ExceedsParallelismAfterRevoke),
                                             Control(DuplicateEventAfterMultiDagFilter)],
+    "heartbeat.survives_transient_backend_error": [Control(BackendErrorEscapes, backend=StateDirectoryOutage()),
+                                                   Control(GuessesVerdictInOutage, backend=StateDirectoryOutage())],
     "e2e.dag_run_completes": [Control(ReportsSuccessWithoutRunning)],
     "e2e.failed_task_retries_honoured": [Control(ForgetsRetries)],
     "e2e.parallelism_respected": [Control(UntrackedRunning)],

@@ -38,7 +38,8 @@ def test_check_catches_broken_executor(check_id: str, control: Control, sandbox:
         pytest.skip("state-machine controls are searched, shrunk and replayed in test_stateful.py")
     if not spec.applies():
         pytest.skip(f"{check_id} applies to {spec.applies_text} only")
-    profile = ExecutorProfile(executor_class=control.executor, executor_kwargs=dict(control.kwargs))
+    profile = ExecutorProfile(executor_class=control.executor, executor_kwargs=dict(control.kwargs),
+                              backend=control.backend)
     result = run_check(spec, profile, sandbox, budgets=FAST)  # type: ignore[arg-type]
     wanted = Outcome.ADVICE if control.advice else Outcome.FAILED
     assert result.outcome is wanted, (

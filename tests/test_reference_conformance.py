@@ -8,6 +8,7 @@ from conformance import airflow_compat as compat
 from conformance import catalog
 from conformance.profile import ExecutorProfile
 from conformance.runner import Outcome, run_check
+from reference_executors.faults import StateDirectoryOutage
 from tests.broken_executors import REFERENCE, area_marks
 
 #: What each reference executor legitimately does not support (anything else must pass).
@@ -30,7 +31,8 @@ CASES = [pytest.param(name, check_id, id=f"{name}-{check_id}", marks=area_marks(
 @pytest.mark.parametrize(("executor_name", "check_id"), CASES)
 def test_reference_executor_passes(executor_name: str, check_id: str, sandbox: object) -> None:
     spec = catalog.get(check_id)
-    result = run_check(spec, ExecutorProfile(executor_class=REFERENCE[executor_name]), sandbox)  # type: ignore[arg-type]
+    profile = ExecutorProfile(executor_class=REFERENCE[executor_name], backend=StateDirectoryOutage())
+    result = run_check(spec, profile, sandbox)  # type: ignore[arg-type]
     if not spec.applies():
         assert result.outcome is Outcome.NOT_APPLICABLE
         return

@@ -181,6 +181,9 @@ def _crash_and_recover(ctx: Any, deployment: Deployment, run: Run, adopts: bool,
     crashed = running()
     crashed_at = time.time()
     deployment.crash_scheduler()
+    for task_id in deployment.tasks(run):
+        if task_id not in crashed:  # not started yet: a single-threaded executor would run it inside
+            deployment.release(run, task_id)  # the new scheduler's heartbeat and block adoption behind it
     deployment.start_scheduler()
     latest = deployment.latest_scheduler_job()
     new_job = int(latest["id"]) if latest else -1

@@ -160,3 +160,44 @@ def empty_heartbeat_changes_nothing(ctx: Any) -> None:
     ctx.expect(not events and not ex.queued_tasks and not ex.running and ex.slots_available == slots,
                f"after empty heartbeats: events={events}, queued={list(ex.queued_tasks)}, "
                f"running={list(ex.running)}, slots_available {slots} -> {ex.slots_available}")
+
+
+@check("heartbeat.survives_transient_backend_error", clause="HB-5", needs=("backend",),
+       title="a transient backend error neither raises out of heartbeat() nor loses a task",
+       expects="The scheduler calls heartbeat() from its main loop and does not catch what it raises: an "
+               "exception ends the scheduler. A task whose result could not be read during an outage must be "
+               "reported, correctly, once the backend is back -- not guessed FAILED, not forgotten.",
+       fix="Catch the backend's transient errors in heartbeat/sync/execute_async, keep the task (in running or "
+           "queued) and retry at the next heartbeat; report a state only when you know it.")
+def survives_transient_backend_error(ctx: Any) -> None:
+    """Two tasks run; the profile's backend driver opens an outage; they finish and a third is queued
+    during it; three heartbeats must not raise; after the outage all three end SUCCESS, once each."""
+    driver = ctx.profile.backend
+    h = ctx.harness(parallelism=4)
+    s = ctx.states
+    first = [h.queue(long_probe(ctx)) for _ in range(2)]
+    wait_started(h, first)
+    with driver.transient_error():
+        h.note("backend outage begins (driver.transient_error)")
+        late = h.queue(Probe.new(ProbeKind.OK))
+        for task in first:
+            if not h.journal().finished(task.task_id):
+                h.release(task)
+        h.wait_for(lambda: all(h.journal().finished(t.task_id) for t in first),
+                   "the released tasks to finish during the outage")
+        for _ in range(3):
+            h.heartbeat()
+        h.collect()
+        guessed = [f"{t.task_id}: {e.state}" for t in first for e in h.terminal_events(t.key) if e.state != s.SUCCESS]
+        ctx.expect(not guessed, "during the outage tasks that succeeded were reported as " + ", ".join(guessed))
+    h.note("backend outage ends")
+    everything = [*first, late]
+    h.drain_terminal(everything)
+    problems = []
+    for task in everything:
+        states = [str(e.state) for e in h.terminal_events(task.key)]
+        if states != [str(s.SUCCESS)]:
+            problems.append(f"{task.task_id}: terminal events {states}, expected one SUCCESS")
+        if len(h.runs(task)) != 1:
+            problems.append(f"{task.task_id}: ran {len(h.runs(task))} times")
+    ctx.expect(not problems, "after the outage: " + "; ".join(problems))

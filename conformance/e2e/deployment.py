@@ -115,7 +115,7 @@ class Deployment:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.db_url,
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.logs / "tasks"),
             "AIRFLOW__SCHEDULER__CHILD_PROCESS_LOG_DIRECTORY": str(self.logs / "dag_processing"),
-            "AIRFLOW__API_AUTH__JWT_SECRET": "executor-conformance-e2e-" + self.root.name,
+            "AIRFLOW__API_AUTH__JWT_SECRET": f"executor-conformance-e2e-{self.root.name}-" + "0" * 64,
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.api_port),
             "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{self.api_port}",
@@ -159,7 +159,7 @@ class Deployment:
         self._scheduler_generation += 1
         previous = self.latest_scheduler_job()
         self.scheduler = Service(f"scheduler-{self._scheduler_generation}",
-                                 [sys.executable, "-m", "airflow", "scheduler"],
+                                 [sys.executable, "-m", "airflow", "scheduler", "--skip-serve-logs"],
                                  self.environment(**overrides), self.logs, cwd=self.root)
         scheduler = self.scheduler
         self.others.append(scheduler)  # a crashed one's group (serve-logs, DAG parsing) is stopped at close
@@ -278,8 +278,10 @@ class Deployment:
                               f"DAG run {run.dag_id}/{run.run_id} to finish", deadline)
         return str(state)
 
-    def release(self, run: Run) -> None:
-        (self.release_dir / run.run_id).write_text("go")
+    def release(self, run: Run, task_id: str | None = None) -> None:
+        """Let the run's held tasks (or only ``task_id``) finish."""
+        name = run.run_id if task_id is None else f"{run.run_id}.{task_id}"
+        (self.release_dir / name).write_text("go")
 
     def journal(self, run: Run) -> list[dict[str, Any]]:
         try:

@@ -81,9 +81,10 @@ def hold(seconds):
 
 def hold_until_released(**context):
     _write("start", context)
-    release = os.path.join(RELEASE_DIR, context["run_id"])
+    whole_run = os.path.join(RELEASE_DIR, context["run_id"])
+    this_task = whole_run + "." + context["ti"].task_id
     deadline = time.monotonic() + 180
-    while not os.path.exists(release):
+    while not (os.path.exists(whole_run) or os.path.exists(this_task)):
         if time.monotonic() > deadline:
             _write("end", context, outcome="failed")
             raise RuntimeError("never released")
