@@ -475,11 +475,12 @@ class ForgetsRetries(LocalExecutor):
 
 
 class UntrackedRunning(LocalExecutor):
-    """Forgets to keep dispatched keys in ``running``: the scheduler sees free slots and queues more."""
+    """Drops started tasks from ``running`` (as Airflow 3.3's own LocalExecutor never adds them): the
+    scheduler's global cap, [core] parallelism minus slots_occupied, then never closes."""
 
-    def _dispatch(self, key: Any, payload: Any) -> None:
-        super()._dispatch(key, payload)
-        self.running.discard(key)
+    def sync(self) -> None:
+        super().sync()
+        self.running.difference_update(self._procs)
 
 
 class DeclinesAdoption(LocalExecutor):

@@ -92,13 +92,15 @@ def hold_until_released(**context):
     _write("end", context, outcome="success")
 
 
-POKES = []
-
-
 def poke(**context):
-    POKES.append(1)
-    _write("poke", context, poke=len(POKES))
-    return len(POKES) >= {sensor_pokes}
+    # Pokes are counted in the journal, not in memory: Airflow 2 switches poke-mode sensors to
+    # reschedule mode under a single-threaded executor, and then every poke is a new process.
+    earlier = 0
+    if os.path.exists(JOURNAL):
+        with open(JOURNAL) as journal:
+            earlier = sum(1 for line in journal if '"poke"' in line and context["run_id"] in line)
+    _write("poke", context, poke=earlier + 1)
+    return earlier + 1 >= {sensor_pokes}
 
 
 # A task process of cfe_stuck.stuck blocks while parsing this file, i.e. before it can leave QUEUED
