@@ -198,6 +198,8 @@ def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None) -> typ
                     # against parallelism (its process may linger after its scheduler 'died').
                     self.revoked.add(task.key)
                     self.revoked_at[task.task_id] = time.monotonic()
+                else:
+                    new.tasks[task.key] = task  # adopted: the new scheduler now waits for its event
             self.retired.append(old)
             self.harness = new
 
