@@ -39,6 +39,17 @@ def certification_wall(executor: str, runs: int) -> tuple[float, dict[str, float
     return statistics.median(walls), dict(per_area)
 
 
+def e2e_wall(executor: str) -> tuple[float, dict[str, float]]:
+    """Wall time of the e2e tier alone (``certify --e2e -m e2e``: deployment up, five scenarios, down)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "conformance.cli", "certify", executor, "--e2e", "--report", tmp,
+                        "--", "-q", "-m", "e2e"], cwd=tmp, check=True, capture_output=True)
+        wall = time.perf_counter() - started
+        report = json.loads((Path(tmp) / "report.json").read_text())
+    return wall, {c["id"]: c["seconds"] for c in report["checks"]}
+
+
 def state_machine_rate(executor: str) -> tuple[float, int, float]:
     from hypothesis.stateful import run_state_machine_as_test
 
@@ -85,6 +96,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--e2e", action="store_true", help="also time the e2e tier (a real scheduler; minutes)")
     args = parser.parse_args()
     from conformance.sandbox import ensure_active
 
@@ -111,6 +123,12 @@ def main() -> int:
         results[f"throughput {label}"] = {"tasks_per_s": round(rate, 1), "median_latency_ms": round(latency, 1)}
         print(f"{label}: {args.tasks} no-op probes, parallelism 4: {rate:.1f} tasks/s, "
               f"median queue->event {latency:.0f} ms")
+    if args.e2e:
+        for name in ("reference_executors.LocalExecutor", "reference_executors.SequentialExecutor"):
+            wall, checks = e2e_wall(name)
+            results[f"e2e {name}"] = {"wall_s": round(wall, 1), "per_check_s": checks}
+            print(f"e2e tier of {name}: {wall:.1f} s; " + ", ".join(f"{c.split('.', 1)[1]} {s:.1f}"
+                                                                   for c, s in sorted(checks.items())))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -151,6 +151,24 @@ def test_checks_option_selects_and_rejects_unknown_ids(project: pytest.Pytester)
     _one_line_error(bad, "unknown check id(s) in --checks: heartbeat.nope")
 
 
+def test_bad_backend_driver_is_one_clear_line(project: pytest.Pytester) -> None:
+    result = project.runpytest_subprocess("--executor", "reference_executors.LocalExecutor",
+                                          "--backend-driver", "my_executors.NOT_A_CLASS")
+    _one_line_error(result, "--backend-driver 'my_executors.NOT_A_CLASS': calling it raised TypeError")
+
+
+def test_e2e_tier_is_opt_in(project: pytest.Pytester) -> None:
+    def collected(*extra: str) -> str:
+        return str(project.runpytest_subprocess("--executor", "reference_executors.LocalExecutor",
+                                                "--collect-only", "-q", *extra).stdout.str())
+
+    assert "e2e." not in collected()
+    with_e2e = collected("--e2e")
+    assert "e2e.scheduler_crash_recovery" in with_e2e and "heartbeat.priority_order" in with_e2e
+    only_e2e = collected("-m", "e2e")
+    assert "e2e.dag_run_completes" in only_e2e and "heartbeat." not in only_e2e
+
+
 def test_area_markers_select_checks(project: pytest.Pytester) -> None:
     result = project.runpytest_subprocess("--executor", "reference_executors.LocalExecutor", "-m", "stuck",
                                           "--collect-only", "-q")
