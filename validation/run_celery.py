@@ -14,31 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 CELERY_APP = "airflow.providers.celery.executors.celery_executor.app"
 EXECUTOR = "airflow.providers.celery.executors.celery_executor.CeleryExecutor"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(condition, what: str, deadline: float) -> None:  # type: ignore[no-untyped-def]
-    limit = time.monotonic() + deadline
-    waiter = threading.Event()
-    while not condition():
-        if time.monotonic() > limit:
-            raise SystemExit(f"validation: waited {deadline:.0f}s for {what}")
-        waiter.wait(0.1)
 
 
 def redis_answers(port: int) -> bool:
@@ -50,18 +32,6 @@ def redis_answers(port: int) -> bool:
         return False
 
 
-def stop(proc: subprocess.Popen[bytes], name: str) -> None:
-    if proc.poll() is not None:
-        return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    print(f"validation: stopped {name} (pid {proc.pid})")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--report-root", default="reports")
@@ -70,6 +40,7 @@ def main() -> int:
     if not shutil.which("redis-server"):
         raise SystemExit("validation: redis-server not found (apt-get install -y redis-server)")
 
+    from conformance.e2e.services import Service, free_port, wait_until
     from conformance.sandbox import SHARED_JOURNAL_ENV, Sandbox
 
     box = Sandbox.create()
@@ -82,18 +53,18 @@ def main() -> int:
     from importlib.metadata import version
 
     report = Path(args.report_root) / f"airflow-{version('apache-airflow')}" / "airflow-CeleryExecutor"
-    redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no"], stdout=subprocess.DEVNULL, start_new_session=True)
+    env = dict(os.environ)
+    redis = Service("redis-server", ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                     "--appendonly", "no"], env, box.root)
     worker = None
     try:
-        wait_until(lambda: redis_answers(port), f"redis-server on 127.0.0.1:{port}", 20)
+        wait_until(lambda: redis_answers(port), f"redis-server on 127.0.0.1:{port}", 20, redis.describe)
         print(f"validation: redis-server pid {redis.pid} on 127.0.0.1:{port}")
-        log = open(box.root / "celery-worker.log", "wb")  # noqa: SIM115
-        worker = subprocess.Popen([sys.executable, "-m", "celery", "--app", CELERY_APP, "worker", "--concurrency",
-                                   "4", "--pool", "prefork", "--loglevel", "INFO", "--without-mingle",
-                                   "--without-gossip", "-Q", "default"],
-                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(lambda: b"ready." in (box.root / "celery-worker.log").read_bytes(), "the celery worker", 120)
+        worker = Service("celery-worker", [sys.executable, "-m", "celery", "--app", CELERY_APP, "worker",
+                                           "--concurrency", "4", "--pool", "prefork", "--loglevel", "INFO",
+                                           "--without-mingle", "--without-gossip", "-Q", "default"], env, box.root)
+        ready = worker.log
+        wait_until(lambda: b"ready." in ready.read_bytes(), "the celery worker", 120, worker.describe)
         print(f"validation: celery worker pid {worker.pid}")
         cmd = [sys.executable, "-m", "conformance.cli", "certify", EXECUTOR, "--report", str(report),
                "-p", "no:randomly", *args.pytest_args]
@@ -102,10 +73,13 @@ def main() -> int:
         wrote = (report / "report.json").exists()
         print(f"validation: certify exited {code}; report {'written' if wrote else 'MISSING'}: {report}")
         return 0 if wrote and code in (0, 1) else (code or 1)
+    except TimeoutError as exc:
+        raise SystemExit(f"validation: {exc}") from None
     finally:
-        if worker is not None:
-            stop(worker, "celery worker")
-        stop(redis, "redis-server")
+        for service in (worker, redis):
+            if service is not None:
+                service.stop(grace=20)
+                print(f"validation: stopped {service.name} (pid {service.pid})")
         box.deactivate()
 
 
