@@ -298,9 +298,9 @@ class Deployment:
         return "\n".join(parts)
 
     # -- teardown -----------------------------------------------------------------------------------
-    def close(self) -> list[int]:
+    def close(self) -> list[str]:
         """Stop every component by PID, then kill whatever still carries the deployment's marker (task
-        processes that left the components' process groups); returns those PIDs."""
+        processes that left the components' process groups); returns them as "pid (command)"."""
         for service in reversed(self.others):  # the live scheduler first: its executor's end() runs
             service.stop(grace=30)
         leaked = kill_marked(MARKER_ENV, str(self.root), self.root)

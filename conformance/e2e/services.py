@@ -122,8 +122,8 @@ def processes_of(name: str, value: str, cwd: Path) -> list[int]:
     return found
 
 
-def kill_marked(name: str, value: str, cwd: Path, deadline: float = 10.0) -> list[int]:
-    """SIGKILL every process of the deployment; returns the PIDs that were still running.
+def kill_marked(name: str, value: str, cwd: Path, deadline: float = 10.0) -> list[str]:
+    """SIGKILL every process of the deployment; returns those that were still running ("pid (command)").
 
     Called after the components were stopped: what they were still taking down gets a moment to go
     by itself first, so that only real stragglers are reported."""
@@ -132,6 +132,7 @@ def kill_marked(name: str, value: str, cwd: Path, deadline: float = 10.0) -> lis
     while processes_of(name, value, cwd) and time.monotonic() < settle:
         pause.wait(0.05)
     leaked = processes_of(name, value, cwd)
+    described = [f"{pid} ({_command_of(pid)})" for pid in leaked]
     for pid in leaked:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
@@ -141,7 +142,14 @@ def kill_marked(name: str, value: str, cwd: Path, deadline: float = 10.0) -> lis
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
         pause.wait(0.05)
-    return leaked
+    return described
+
+
+def _command_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()[:120]
+    except OSError:
+        return "?"
 
 
 class PostgresServer:

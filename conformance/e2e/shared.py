@@ -82,4 +82,4 @@ def close_current() -> None:
     leaked = deployment.close()
     if leaked:
         print(f"executor-conformance e2e: killed {len(leaked)} process(es) still running after the "
-              f"deployment stopped: pids {leaked}", file=sys.stderr)
+              f"deployment stopped: {'; '.join(leaked)}", file=sys.stderr)
