@@ -100,7 +100,14 @@ def main() -> int:
     args = parser.parse_args()
     from conformance.sandbox import ensure_active
 
-    ensure_active()
+    box = ensure_active()
+    try:
+        return _measure(args)
+    finally:
+        box.deactivate()  # stops what the run started and removes the sandbox
+
+
+def _measure(args: argparse.Namespace) -> int:
     import airflow
 
     results: dict[str, Any] = {"airflow": airflow.__version__, "cores": os.cpu_count()}
