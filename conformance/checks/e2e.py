@@ -14,7 +14,7 @@ from typing import Any
 
 from conformance import airflow_compat as compat
 from conformance.catalog import check
-from conformance.e2e.deployment import PARALLELISM, Deployment, Run, SchedulerDied, describe_tasks
+from conformance.e2e.deployment import PARALLELISM, Deployment, Run, SchedulerDied, TaskRow, describe_tasks
 from conformance.e2e.probe_dags import CRASH_TASKS, PARALLEL_TASKS, SENSOR_POKES
 from conformance.e2e.services import E2ESetupError
 from conformance.journal import pid_alive
@@ -43,6 +43,14 @@ def _deployment(ctx: Any) -> Iterator[Deployment]:
         yield deployment
     except (TimeoutError, SchedulerDied) as exc:
         raise ctx.fail(str(exc)) from None
+
+
+def _run_to_end(deployment: Deployment, dag_id: str, deadline: float = 120
+                ) -> tuple[str, dict[str, TaskRow], list[dict[str, Any]]]:
+    """Trigger one run of ``dag_id`` and wait for it: its final state, task rows and journal lines."""
+    run = deployment.trigger(dag_id)
+    state = deployment.wait_for_run(run, deadline)
+    return state, deployment.tasks(run), deployment.journal(run)
 
 
 def _runs_by_task(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -81,11 +89,9 @@ def _max_concurrency(runs: list[dict[str, Any]]) -> int:
 def dag_run_completes(ctx: Any) -> None:
     """cfe_complete: first >> second, and a sensor that succeeds on its third poke; all must succeed."""
     with _deployment(ctx) as deployment:
-        run = deployment.trigger("cfe_complete")
-        state = deployment.wait_for_run(run)
-        tasks = deployment.tasks(run)
-        runs = _runs_by_task(deployment.journal(run))
-        pokes = [r for r in deployment.journal(run) if r["event"] == "poke"]
+        state, tasks, records = _run_to_end(deployment, "cfe_complete")
+        runs = _runs_by_task(records)
+        pokes = [r for r in records if r["event"] == "poke"]
         ctx.expect(state == "success" and all(t.state == "success" for t in tasks.values()),
                    f"the DAG run ended {state}: {describe_tasks(tasks)}")
         ctx.expect(all(len(runs.get(t, [])) == 1 for t in ("first", "second")),
@@ -107,10 +113,8 @@ def dag_run_completes(ctx: Any) -> None:
 def failed_task_retries_honoured(ctx: Any) -> None:
     """cfe_retries: one task that always fails, retries=1: two runs (tries 1 and 2), then FAILED."""
     with _deployment(ctx) as deployment:
-        run = deployment.trigger("cfe_retries")
-        state = deployment.wait_for_run(run, deadline=90)
-        tasks = deployment.tasks(run)
-        runs = _runs_by_task(deployment.journal(run)).get("always_fails", [])
+        state, tasks, records = _run_to_end(deployment, "cfe_retries", deadline=90)
+        runs = _runs_by_task(records).get("always_fails", [])
         ctx.expect(state == "failed" and tasks["always_fails"].state == "failed",
                    f"the DAG run ended {state}: {describe_tasks(tasks)}")
         tries = sorted(r["try"] for r in runs)
@@ -129,10 +133,8 @@ def parallelism_respected(ctx: Any) -> None:
     """cfe_parallel: six tasks that each hold for a while with [core] parallelism = 3."""
     limit = min(PARALLELISM, ctx.build(parallelism=PARALLELISM).parallelism or PARALLELISM)
     with _deployment(ctx) as deployment:
-        run = deployment.trigger("cfe_parallel")
-        state = deployment.wait_for_run(run, deadline=150)
-        tasks = deployment.tasks(run)
-        runs = [r for rs in _runs_by_task(deployment.journal(run)).values() for r in rs]
+        state, tasks, records = _run_to_end(deployment, "cfe_parallel", deadline=150)
+        runs = [r for rs in _runs_by_task(records).values() for r in rs]
         ctx.expect(state == "success", f"the DAG run ended {state}: {describe_tasks(tasks)}")
         ctx.expect(len(runs) == PARALLEL_TASKS, f"{len(runs)} task runs for {PARALLEL_TASKS} tasks")
         peak = _max_concurrency(runs)

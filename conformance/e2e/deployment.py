@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +22,7 @@ from typing import Any
 
 from conformance import airflow_compat as compat
 from conformance.e2e.probe_dags import write_probe_dags
-from conformance.e2e.services import E2ESetupError, PostgresServer, Service, free_port, kill_marked, tail, wait_until
+from conformance.e2e.services import E2ESetupError, PostgresServer, Service, free_port, kill_marked, wait_until
 
 MARKER_ENV = "CONFORMANCE_E2E_DEPLOYMENT"
 #: [core] parallelism of the deployment: small, so that the parallelism scenario can exceed it
@@ -81,14 +81,9 @@ class Deployment:
         self.others: list[Service] = []  # API server, DAG processor; and every scheduler ever started
         self._scheduler_generation = 0
         self._engine: Any = None
-        self.timings: dict[str, float] = {}
         try:
-            started = time.monotonic()
             self.airflow("db", "migrate")
-            self.timings["db migrate"] = round(time.monotonic() - started, 1)
-            started = time.monotonic()
             self._start_components()
-            self.timings["components up"] = round(time.monotonic() - started, 1)
         except BaseException:
             self.close()
             raise
@@ -128,8 +123,6 @@ class Deployment:
 
     def airflow(self, *args: str, timeout: float = 300) -> str:
         """Run one ``airflow`` CLI command to completion (``python -m airflow`` of this interpreter)."""
-        import subprocess
-
         done = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.environment(), cwd=self.root,
                               capture_output=True, text=True, timeout=timeout, check=False)
         if done.returncode:
@@ -208,15 +201,14 @@ class Deployment:
         finally:
             self.hold_file.unlink(missing_ok=True)
 
-    @staticmethod
-    def _api_answers(api: Service) -> bool:
+    def _api_answers(self, api: Service) -> bool:
         import urllib.error
         import urllib.request
 
         if not api.alive():
             raise E2ESetupError("the API server exited at start:\n" + api.describe())
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{api_port_of(api)}/execution/health", timeout=2):
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/execution/health", timeout=2):
                 return True
         except urllib.error.HTTPError:
             return True  # it answers; the route's verdict does not matter
@@ -274,9 +266,11 @@ class Deployment:
         return wait_until(guarded, what, deadline, self.diagnose)
 
     def wait_for_run(self, run: Run, deadline: float = 120) -> str:
-        state = self.wait_for(lambda: self.dag_run_state(run) in TERMINAL_RUN_STATES and self.dag_run_state(run),
-                              f"DAG run {run.dag_id}/{run.run_id} to finish", deadline)
-        return str(state)
+        def finished() -> str | None:
+            state = self.dag_run_state(run)
+            return state if state in TERMINAL_RUN_STATES else None
+
+        return str(self.wait_for(finished, f"DAG run {run.dag_id}/{run.run_id} to finish", deadline))
 
     def release(self, run: Run, task_id: str | None = None) -> None:
         """Let the run's held tasks (or only ``task_id``) finish."""
@@ -315,14 +309,6 @@ class SchedulerDied(E2ESetupError):
     """The scheduler process exited while a scenario waited on it."""
 
 
-def api_port_of(api: Service) -> str:
-    return api.argv[api.argv.index("-p") + 1]
-
-
 def describe_tasks(rows: dict[str, TaskRow]) -> str:
     return ", ".join(f"{r.task_id}={r.state} (try {r.try_number})" for r in sorted(rows.values(),
                                                                                   key=lambda r: r.task_id))
-
-
-def scheduler_log_tail(deployment: Deployment) -> str:
-    return tail(deployment.scheduler.log, 15) if deployment.scheduler else ""
