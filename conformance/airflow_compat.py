@@ -92,6 +92,15 @@ def base_executor_class() -> type:
     return BaseExecutor
 
 
+def effective_parallelism(executor: Any) -> int | None:
+    """The executor's real limit on tasks at once; None means unlimited (Airflow 2's ``parallelism = 0``,
+    where the base heartbeat opens a slot per queued task and ``slots_available`` is ``sys.maxsize``)."""
+    value = int(getattr(executor, "parallelism", 0) or 0)
+    if value <= 0 and not is_airflow3():
+        return None
+    return value
+
+
 def compat_attributes() -> dict[str, type]:
     """Compatibility attributes the installed BaseExecutor defines, with their expected type."""
     base = base_executor_class()
@@ -216,10 +225,11 @@ def _make_workload(ti: Any) -> Any:
     )
 
 
-def queue_task(executor: Any, handle: TaskHandle) -> None:
-    """Queue a task as the installed scheduler does (2.x ``queue_command``, 3.x ``queue_workload``)."""
+def queue_task(executor: Any, handle: TaskHandle, session: Any = None) -> None:
+    """Queue a task as the installed scheduler does (2.x ``queue_command``; 3.x ``queue_workload`` with
+    the scheduler's database session, which some executors use to write their own rows)."""
     if is_airflow3():
-        executor.queue_workload(handle.workload, session=None)
+        executor.queue_workload(handle.workload, session=session)
     else:
         executor.queue_command(handle.ti, handle.command, priority=handle.priority, queue=handle.queue)
 
@@ -251,12 +261,6 @@ def _iterate(result: Any) -> Iterable[Any]:
     return iter(result)
 
 
-def has_stuck_handling_api() -> dict[str, bool]:
-    base = base_executor_class()
-    return {"revoke_task": hasattr(base, "revoke_task"),
-            "cleanup_stuck_queued_tasks": hasattr(base, "cleanup_stuck_queued_tasks")}
-
-
 def adoption_ready(handle: TaskHandle, *, job_id: int, external_executor_id: str | None, running: bool) -> Any:
     """Shape a TI the way ``adopt_or_reset_orphaned_tasks`` hands it to ``try_adopt_task_instances``."""
     ti = handle.ti
@@ -265,10 +269,3 @@ def adoption_ready(handle: TaskHandle, *, job_id: int, external_executor_id: str
     states = state_enum()
     ti.state = states.RUNNING if running else states.QUEUED
     return ti
-
-
-def new_try(handle: TaskHandle) -> TaskHandle:
-    """The same TI queued again with the next try number (what the scheduler does after a revoke)."""
-    key = handle.key
-    return make_task(key.dag_id, key.task_id, key.run_id, try_number=key.try_number + 1,
-                     map_index=key.map_index, priority=handle.priority, queue=handle.queue)

@@ -2,19 +2,39 @@
 
 Like SQLAlchemy's requirements and scikit-learn's check names: ids are stable (``area.behaviour``)
 so that expected failures, ``-k`` selection and reports can refer to them across releases. Checks
-declare *capabilities* they need (``needs``); the profile says which ones the executor has, and a
-check whose capability is absent is reported "not supported" rather than passed.
+declare the *capabilities* they need (``needs``, from the declared set in ``conformance.capabilities``);
+a check whose capability is absent is reported "not supported" rather than passed.
+
+This module is only the registry: it imports no check. ``conformance.checks.catalogue()`` imports the
+check modules (which register here) and returns the full catalogue.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-AREAS = ("attributes", "heartbeat", "lifecycle", "events", "adoption", "stuck", "stateful", "cli", "logs", "e2e")
+from conformance.capabilities import validate_needs
+
+if TYPE_CHECKING:
+    from conformance.context import CheckContext
+
+    CheckFunc = Callable[[CheckContext], None]
+
+#: The contract areas, declared once: marker name -> what it covers (SPEC section).
+AREAS: dict[str, str] = {
+    "attributes": "compatibility attributes (SPEC ATTR)",
+    "heartbeat": "heartbeat semantics (SPEC HB)",
+    "lifecycle": "start/end/terminate and task tracking (SPEC LIFE)",
+    "events": "event buffer (SPEC EVT)",
+    "adoption": "adopting tasks of a dead scheduler (SPEC ADOPT)",
+    "stuck": "tasks stuck in queued (SPEC STUCK)",
+    "stateful": "hypothesis state machine over scheduler actions (SPEC PROP)",
+    "cli": "CLI commands vended by the executor (SPEC CLI)",
+    "logs": "task logs (SPEC LOG)",
+    "e2e": "end-to-end under a real scheduler (opt-in)",
+}
 
 
 @dataclass(frozen=True)
@@ -23,7 +43,7 @@ class CheckSpec:
     clause: str
     title: str
     needs: tuple[str, ...]
-    func: Callable[[Any], None]
+    func: CheckFunc
     expects: str  # what Airflow's scheduler expects, in one or two sentences
     fix: str  # a hint for the executor author
     applies: Callable[[], bool]  # e.g. only on Airflow 3.3+
@@ -44,13 +64,14 @@ CATALOG: dict[str, CheckSpec] = {}
 
 def check(check_id: str, *, clause: str, title: str, expects: str, fix: str, needs: tuple[str, ...] = (),
           applies: Callable[[], bool] = lambda: True, applies_text: str = "all",
-          advice: bool = False) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
-    """Register a check function ``func(ctx)`` under a stable id."""
+          advice: bool = False) -> Callable[[CheckFunc], CheckFunc]:
+    """Register a check function ``func(ctx)`` under a stable id; unknown areas and needs are refused."""
     area = check_id.split(".", 1)[0]
     if area not in AREAS:
-        raise ValueError(f"check id {check_id!r} is not in a known area {AREAS}")
+        raise ValueError(f"check id {check_id!r} is not in a known area {sorted(AREAS)}")
+    validate_needs(check_id, needs)
 
-    def register(func: Callable[[Any], None]) -> Callable[[Any], None]:
+    def register(func: CheckFunc) -> CheckFunc:
         if check_id in CATALOG:
             raise ValueError(f"duplicate check id {check_id}")
         CATALOG[check_id] = CheckSpec(check_id, clause, title, needs, func, expects, fix, applies,
@@ -58,21 +79,3 @@ def check(check_id: str, *, clause: str, title: str, expects: str, fix: str, nee
         return func
 
     return register
-
-
-def load() -> dict[str, CheckSpec]:
-    """Import every check module (cheap: none of them imports Airflow at import time)."""
-    import conformance.checks as package
-
-    for info in pkgutil.iter_modules(package.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{package.__name__}.{info.name}")
-    return CATALOG
-
-
-def get(check_id: str) -> CheckSpec:
-    load()
-    try:
-        return CATALOG[check_id]
-    except KeyError:
-        raise KeyError(f"unknown check id {check_id!r}") from None

@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="a BackendDriver that injects backend faults (SPEC HB-5)")
     certify.add_argument("--e2e", action="store_true",
                          help="also run the end-to-end tier under a real Airflow scheduler (takes minutes)")
+    certify.add_argument("--time-scale", metavar="FACTOR", type=float,
+                         help="multiply every time budget (a slow backend or a busy machine; default 1)")
     certify.add_argument("--airflow-info", action="store_true", help="print the installed Airflow and exit")
     certify.epilog = "Any other argument is passed to pytest (e.g. -k heartbeat, -x, -n 2, --junitxml=FILE)."
 
@@ -77,6 +79,8 @@ def _certify(args: argparse.Namespace) -> int:
         pytest_args += ["--e2e"]
     if args.backend_driver:
         pytest_args += ["--backend-driver", args.backend_driver]
+    if args.time_scale:
+        pytest_args += ["--conformance-time-scale", str(args.time_scale)]
     extra = [a for a in args.pytest_args if a != "--"]
     if not any(a.startswith("-n") or a == "--numprocesses" for a in extra) and (os.cpu_count() or 1) >= 4:
         extra += ["-n", "auto", "--dist", "loadgroup"]  # xdist pays off with spare cores; sandboxes are per worker
@@ -87,9 +91,9 @@ def _certify(args: argparse.Namespace) -> int:
 
 
 def _checks() -> int:
-    from conformance import catalog
+    from conformance import checks
 
-    specs = catalog.load()
+    specs = checks.catalogue()
     width = max(len(i) for i in specs)
     for check_id in sorted(specs):
         spec = specs[check_id]
@@ -99,10 +103,10 @@ def _checks() -> int:
 
 
 def _explain(check_id: str) -> int:
-    from conformance import catalog
+    from conformance import checks
 
     try:
-        spec = catalog.get(check_id)
+        spec = checks.get(check_id)
     except KeyError as exc:
         print(f"executor-conformance: {exc.args[0]} (see `executor-conformance checks`)", file=sys.stderr)
         return 4

@@ -7,7 +7,8 @@ exit. The harness offers exactly those moves, each one guarded by a time budget 
 that blocks past it becomes a ``CallTimedOut`` naming the call -- and writes every call and every
 event into a transcript that failing checks print.
 
-Waiting is always for a condition with a deadline (``drain``/``wait_for``), never a bare sleep.
+Waiting is always for a condition with a budget from the time model (``drain``/``wait_for``), never a
+bare sleep; a wait that runs out is judged by evidence (``judge_timeout``): failed, or inconclusive.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from typing import Any
 from conformance import airflow_compat as compat
 from conformance import probes
 from conformance.journal import Journal, ProbeRun
+from conformance.outcomes import Inconclusive, describe_exception
 from conformance.probes import Probe, ProbeKind
 from conformance.sandbox import Sandbox
+from conformance.timing import TimeModel, WaitTimedOut, wait_until
 
 DEFAULT_DAG = "conformance_dag"
 #: How often ``drain`` heartbeats. The real scheduler loops about once a second; faster keeps the
@@ -34,23 +37,6 @@ HEARTBEAT_CADENCE = 0.02
 
 class CallTimedOut(Exception):
     """An executor call blocked past its time budget."""
-
-
-class DeadlineExceeded(AssertionError):
-    """A condition the harness waited for did not hold before its deadline."""
-
-
-@dataclass(frozen=True)
-class Budgets:
-    """Time budgets (seconds) for executor calls; generous, because a breach is a failure."""
-
-    call: float = 10.0
-    heartbeat: float = 10.0
-    end: float = 30.0
-    terminate: float = 15.0
-    #: How long to wait for something a correct executor does within milliseconds (a task starting,
-    #: an event arriving). Negative-control tests shorten it; a breach is always a failure.
-    wait: float = 10.0
 
 
 class _Watchdog:
@@ -147,27 +133,60 @@ class Event:
 
 
 @dataclass
+class _Line:
+    """One transcript line; identical consecutive calls collapse into one line with a count."""
+
+    first: float
+    last: float
+    text: str
+    count: int = 1
+
+    def render(self) -> str:
+        if self.count == 1:
+            return f"+{self.first:7.3f}s {self.text}"
+        return f"+{self.first:7.3f}s {self.text}  [x{self.count} until +{self.last:.3f}s]"
+
+
+#: a heartbeat or empty poll: collapsed in the transcript when repeated
+_TIMING_SUFFIX = " ms)"
+
+
+@dataclass
 class SchedulerHarness:
     executor: Any
     sandbox: Sandbox
     name: str = "A"
     job_id: int = 1
-    budgets: Budgets = field(default_factory=Budgets)
-    transcript: list[str] = field(default_factory=list)
+    time_model: TimeModel = field(default_factory=TimeModel)
+    owner: str = ""  # the check that queued this harness's probes (for leak reports)
+    transcript: list[_Line] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     tasks: dict[Any, QueuedTask] = field(default_factory=dict)
     started: bool = False
     ended: bool = False
+    abandoned: bool = False
     _t0: float = field(default_factory=time.monotonic)
 
     # -- recording -----------------------------------------------------------------------------
     def note(self, text: str) -> None:
-        self.transcript.append(f"+{time.monotonic() - self._t0:7.3f}s {self.name}: {text}")
+        now = time.monotonic() - self._t0
+        line = f"{self.name}: {text}"
+        key = line.rsplit(" (", 1)[0] if line.endswith(_TIMING_SUFFIX) else line
+        last = self.transcript[-1] if self.transcript else None
+        if last is not None and (last.text.rsplit(" (", 1)[0] if last.text.endswith(_TIMING_SUFFIX)
+                                 else last.text) == key:
+            last.count += 1
+            last.last = now
+            return
+        self.transcript.append(_Line(now, now, line))
+
+    def budget(self, kind: str) -> float:
+        return self.time_model.budget(kind)
 
     def call(self, label: str, fn: Callable[..., Any], *args: Any, budget: float | None = None,
              **kwargs: Any) -> Any:
         """Call into the executor under a time budget, recording the call and its outcome."""
-        limit = self.budgets.call if budget is None else budget
+        limit = self.budget("call") if budget is None else budget
         started = time.monotonic()
         try:
             with _WATCHDOG.guard(f"{self.name}.{label}", limit):
@@ -193,24 +212,27 @@ class SchedulerHarness:
         return self
 
     def make(self, probe: Probe | None = None, *, priority: int = 1, dag_id: str = DEFAULT_DAG,
-             try_number: int = 1) -> QueuedTask:
+             try_number: int = 1, queue: str = "default") -> QueuedTask:
         """Build (but do not queue) a task carrying ``probe``."""
         probe = probe or Probe.new(ProbeKind.OK)
-        handle = compat.make_task(dag_id, probe.task_id, try_number=try_number, priority=priority)
+        handle = compat.make_task(dag_id, probe.task_id, try_number=try_number, priority=priority, queue=queue)
         return QueuedTask(probe=probe, handle=handle, queued_at=0.0)
 
     def queue(self, probe: Probe | None = None, *, priority: int = 1, dag_id: str = DEFAULT_DAG,
-              try_number: int = 1) -> QueuedTask:
-        return self.queue_task(self.make(probe, priority=priority, dag_id=dag_id, try_number=try_number))
+              try_number: int = 1, queue: str = "default") -> QueuedTask:
+        return self.queue_task(self.make(probe, priority=priority, dag_id=dag_id, try_number=try_number,
+                                         queue=queue))
 
     def queue_task(self, task: QueuedTask) -> QueuedTask:
         task.queued_at = time.monotonic()
-        self.call(f"queue({task.describe()})", compat.queue_task, self.executor, task.handle)
+        self.sandbox.claim(task.task_id, self.owner)
+        with self.sandbox.db_session() as session:  # the scheduler always passes its session (3.x)
+            self.call(f"queue({task.describe()})", compat.queue_task, self.executor, task.handle, session)
         self.tasks[task.key] = task
         return task
 
     def heartbeat(self) -> None:
-        self.call("heartbeat()", self.executor.heartbeat, budget=self.budgets.heartbeat)
+        self.call("heartbeat()", self.executor.heartbeat, budget=self.budget("heartbeat"))
 
     def collect(self, dag_ids: Sequence[str] | None = None) -> dict[Any, Any]:
         if dag_ids is None:
@@ -225,45 +247,110 @@ class SchedulerHarness:
         return dict(buffer)
 
     def drain(self, until: Callable[[], bool], what: str, deadline: float | None = None,
-              heartbeat: bool = True) -> None:
-        """Heartbeat and collect events at the scheduler's cadence until ``until()`` or the deadline."""
-        deadline = self.budgets.wait if deadline is None else deadline
-        limit = time.monotonic() + deadline
-        waiter = threading.Event()
-        while True:
+              heartbeat: bool = True, tasks: Sequence[QueuedTask] = (), awaiting: str = "") -> None:
+        """Heartbeat and collect events at the scheduler's cadence until ``until()`` holds.
+
+        Past the budget (the time model's ``event`` budget unless ``deadline`` is given) the verdict
+        depends on evidence (``tasks``): see ``judge_timeout``."""
+        budget = self.budget("event") if deadline is None else deadline
+        since = time.monotonic()
+
+        def loop() -> None:
             if heartbeat:
                 self.heartbeat()
             self.collect()
-            if until():
-                return
-            if time.monotonic() > limit:
-                raise DeadlineExceeded(f"waited {deadline:.1f}s for {what}, it did not happen")
-            waiter.wait(HEARTBEAT_CADENCE)
 
-    def observe(self, condition: Callable[[], bool], window: float) -> bool:
+        try:
+            wait_until(until, what, budget, poll=HEARTBEAT_CADENCE, each=loop, explain=lambda: self.snapshot(tasks))
+        except WaitTimedOut as exc:
+            if tasks:
+                self.judge_timeout(exc, tasks, since, awaiting or "terminal")
+            raise
+
+    def observe(self, condition: Callable[[], bool], window: float | None = None) -> bool:
         """Heartbeat through an observation window: True as soon as ``condition`` holds, False if it
         never did. For things a correct executor must NOT do (e.g. start a duplicate), where the
-        window is the chance a broken one gets to show itself."""
+        window is the chance a broken one gets to show itself (the time model's ``window``)."""
         try:
-            self.drain(condition, "an observation window", deadline=window)
-        except DeadlineExceeded:
+            self.drain(condition, "an observation window", deadline=self.budget("window") if window is None
+                       else max(window, self.budget("window")))
+        except WaitTimedOut:
             return False
         return True
 
     def drain_terminal(self, tasks: Sequence[QueuedTask], deadline: float | None = None) -> None:
         keys = [t.key for t in tasks]
         self.drain(lambda: all(self.terminal_events(k) for k in keys),
-                   f"terminal events for {[t.task_id for t in tasks]}", deadline)
+                   f"terminal events for {[t.task_id for t in tasks]}", deadline, tasks=tasks, awaiting="terminal")
 
-    def wait_for(self, until: Callable[[], bool], what: str, deadline: float | None = None) -> None:
+    def wait_started(self, tasks: Sequence[QueuedTask], deadline: float | None = None) -> None:
+        """Heartbeat until every task's probe has started (journal)."""
+        ids = [t.task_id for t in tasks]
+        self.drain(lambda: all(self.journal().started(i) for i in ids), f"probes {ids} to start", deadline,
+                   tasks=tasks, awaiting="start")
+
+    def wait_for(self, until: Callable[[], bool], what: str, deadline: float | None = None,
+                 tasks: Sequence[QueuedTask] = ()) -> None:
         """Wait for a condition outside the executor (e.g. in the journal), without heartbeating."""
-        deadline = self.budgets.wait if deadline is None else deadline
-        limit = time.monotonic() + deadline
-        waiter = threading.Event()
-        while not until():
-            if time.monotonic() > limit:
-                raise DeadlineExceeded(f"waited {deadline:.1f}s for {what}, it did not happen")
-            waiter.wait(0.01)
+        wait_until(until, what, self.budget("event") if deadline is None else deadline,
+                   explain=lambda: self.snapshot(tasks))
+
+    # -- evidence --------------------------------------------------------------------------------
+    def snapshot(self, tasks: Sequence[QueuedTask] = ()) -> str:
+        """The state that explains a timeout: the executor's own bookkeeping and, per probe, what the
+        journal says happened to it and which events came back."""
+        ex = self.executor
+        lines = ["State when the budget ran out:"]
+        for label, attr in (("queued_tasks", "queued_tasks"), ("running", "running"),
+                            ("event_buffer", "event_buffer")):
+            value = getattr(ex, attr, None)
+            try:
+                keys = [_key_text(k) for k in list(value or ())]
+            except Exception as exc:  # a broken attribute is itself evidence
+                keys = [f"<unreadable: {type(exc).__name__}: {exc}>"]
+            lines.append(f"  executor.{label}: {keys if keys else 'empty'}")
+        journal = self.journal()
+        now = time.monotonic()
+        for task in tasks or list(self.tasks.values()):
+            runs = journal.runs_of(task.task_id)
+            done = [r for r in runs if r.finished is not None]
+            events = [str(e.state) for e in self.events_for(task.key)]
+            ended = f", last ended {now - max(r.finished for r in done if r.finished):.1f}s ago" if done else ""
+            lines.append(f"  {task.task_id}: queued {now - task.queued_at:.1f}s ago, started {len(runs)}x, "
+                         f"finished {len(done)}x{ended}; events {events or 'none'}")
+        return "\n".join(lines)
+
+    def judge_timeout(self, exc: WaitTimedOut, tasks: Sequence[QueuedTask], since: float, awaiting: str) -> None:
+        """Turn a wait that ran out of budget into a verdict, from evidence (Jepsen's checkers).
+
+        Decisive -- the timeout stands as a failure: a task's work finished more than the ``report``
+        budget ago and no terminal event came, or nothing at all happened (no start, no end, no event)
+        in the second half of the wait. Otherwise the backend is visibly progressing, only slowly:
+        ``Inconclusive``, with the evidence and how to re-run."""
+        now = time.monotonic()
+        journal = self.journal()
+        report = self.budget("report")
+        lost = []
+        for task in tasks:
+            if awaiting == "terminal" and not self.terminal_events(task.key):
+                finished = [r.finished for r in journal.runs_of(task.task_id) if r.finished is not None]
+                if finished and now - max(finished) > report:
+                    lost.append(f"{task.task_id} finished {now - max(finished):.1f}s ago")
+        if lost:
+            raise WaitTimedOut(f"{exc}\nDecisive: the work ended long before the budget ran out and no terminal "
+                               f"event came: {', '.join(lost)}", what=exc.what, budget=exc.budget) from None
+        recent = since + (now - since) / 2
+        ids = {t.task_id for t in tasks}
+        keys = {t.key for t in tasks}
+        activity = [r.started for r in journal.runs if r.task_id in ids] + \
+                   [r.finished for r in journal.runs if r.task_id in ids and r.finished is not None] + \
+                   [e.at for e in self.events if e.key in keys]
+        if not any(t >= recent for t in activity):
+            return  # nothing moved in the second half of the wait: the timeout is the verdict
+        raise Inconclusive(
+            f"{exc}\nInconclusive: the backend was still making progress when the budget ran out (a task started, "
+            f"ended or was reported in the last {now - recent:.1f}s), so this is slowness, not a broken contract. "
+            f"Re-run with a larger --conformance-time-scale (now {self.time_model.scale:g}).") from None
 
     def adopt(self, tis: Sequence[Any]) -> list[Any]:
         result = self.call(f"try_adopt_task_instances({len(tis)} TIs)",
@@ -275,12 +362,17 @@ class SchedulerHarness:
                               self.executor, list(tis)))
 
     def end(self) -> None:
-        self.call("end()", self.executor.end, budget=self.budgets.end)
+        self.call("end()", self.executor.end, budget=self.budget("end"))
         self.ended = True
         self.collect()
 
     def terminate(self) -> None:
-        self.call("terminate()", self.executor.terminate, budget=self.budgets.terminate)
+        self.call("terminate()", self.executor.terminate, budget=self.budget("terminate"))
+
+    def abandon(self) -> None:
+        """The scheduler process 'died': nobody calls this executor again, not even at teardown."""
+        self.note("abandoned without end(): the scheduler process 'died'")
+        self.abandoned = True
 
     # -- views -----------------------------------------------------------------------------------
     def journal(self) -> Journal:
@@ -300,27 +392,32 @@ class SchedulerHarness:
         probes.release(self.sandbox.journal_dir, task.probe)
         self.note(f"released {task.task_id}")
 
-    def format_transcript(self, last: int = 60) -> str:
+    def format_transcript(self, last: int = 40) -> str:
+        """The latest lines (repeated polls already collapsed); calls that changed something are the
+        lines that remain, so the cut rarely hides what matters."""
         lines = self.transcript[-last:]
         skipped = len(self.transcript) - len(lines)
         head = [f"  ... {skipped} earlier lines"] if skipped else []
-        return "\n".join(head + ["  " + line for line in lines])
+        return "\n".join(head + ["  " + line.render() for line in lines])
 
     # -- teardown --------------------------------------------------------------------------------
     def close(self) -> list[str]:
-        """Stop everything this harness started; return problems found (for the caller to report)."""
+        """Stop everything this harness started; return problems found (always reported)."""
         problems: list[str] = []
         for task in self.tasks.values():
             probes.release(self.sandbox.journal_dir, task.probe)
-        if self.started and not self.ended:
+        if self.started and not self.ended and not self.abandoned:
             try:
                 self.end()
             except CallTimedOut as exc:
                 problems.append(f"teardown: {exc}")
-                with contextlib.suppress(Exception):
+                try:
                     self.terminate()
+                except Exception as term_exc:
+                    problems.append(f"teardown: terminate() after the hung end() raised "
+                                    f"{describe_exception(term_exc)}")
             except Exception as exc:
-                problems.append(f"teardown: end() raised {type(exc).__name__}: {exc}")
+                problems.append(f"teardown: end() raised {describe_exception(exc)}")
         return problems
 
 

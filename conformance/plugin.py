@@ -12,19 +12,6 @@ from typing import Any
 
 import pytest
 
-AREA_MARKERS = {
-    "attributes": "compatibility attributes (SPEC ATTR)",
-    "heartbeat": "heartbeat semantics (SPEC HB)",
-    "lifecycle": "start/end/terminate and task tracking (SPEC LIFE)",
-    "events": "event buffer (SPEC EVT)",
-    "adoption": "adopting tasks of a dead scheduler (SPEC ADOPT)",
-    "stuck": "tasks stuck in queued (SPEC STUCK)",
-    "stateful": "hypothesis state machine over scheduler actions (SPEC PROP)",
-    "cli": "CLI commands vended by the executor (SPEC CLI)",
-    "logs": "task logs (SPEC LOG)",
-    "e2e": "end-to-end under a real scheduler (opt-in)",
-}
-
 _STATE_KEY = "_executor_conformance_state"
 
 
@@ -42,16 +29,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="run only these check ids (see `executor-conformance checks`)")
     group.addoption("--e2e", action="store_true", default=False,
                     help="also run the end-to-end tier: the executor under a real Airflow scheduler (minutes)")
+    group.addoption("--conformance-time-scale", action="store", default=None, type=float, metavar="FACTOR",
+                    help="multiply every time budget (slow backend, busy machine); budgets already scale "
+                         "from a calibration of the executor on this machine")
     group.addoption("--conformance-hypothesis-profile", action="store", default=None, choices=("ci", "thorough"),
                     help="state-machine effort: ci (a few dozen examples, default) or thorough (hundreds)")
     parser.addini("executor", "dotted path of the executor to certify (like --executor)", default="")
     parser.addini("executor_kwargs", "JSON object of constructor kwargs (like --executor-kwargs)", default="")
     parser.addini("backend_driver", "dotted path of a BackendDriver (like --backend-driver)", default="")
+    parser.addini("executor_time_scale", "multiply every time budget (like --conformance-time-scale)", default="")
     parser.addini("executor_expected_failures",
                   "lines of 'check.id: reason' that are expected to fail", type="linelist", default=[])
 
 
-def _setting(config: pytest.Config, option: str, ini: str) -> str | None:
+def _setting(config: pytest.Config, option: str, ini: str, table_key: str | None = None) -> str | None:
     value = config.getoption(option)
     if value:
         return str(value)
@@ -60,12 +51,14 @@ def _setting(config: pytest.Config, option: str, ini: str) -> str | None:
         return str(from_ini)
     from conformance.settings import pyproject_settings
 
-    found = pyproject_settings(config.rootpath).get(ini)
+    found = pyproject_settings(config.rootpath).get(table_key or ini)
     return None if found in (None, "") else str(found)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for marker, text in AREA_MARKERS.items():
+    from conformance.catalog import AREAS
+
+    for marker, text in AREAS.items():
         config.addinivalue_line("markers", f"{marker}: {text}")
     config.addinivalue_line("markers", "conformance_check(check_id): a check of the executor conformance suite")
     dotted = _setting(config, "--executor", "executor")
@@ -75,7 +68,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
     try:
         state = start_session(config, dotted, _setting(config, "--executor-kwargs", "executor_kwargs"),
-                              _expected_failure_lines(config), _setting(config, "--backend-driver", "backend_driver"))
+                              _expected_failure_lines(config), _setting(config, "--backend-driver", "backend_driver"),
+                              _time_scale(_setting(config, "--conformance-time-scale", "executor_time_scale",
+                                                   "time_scale")))
     except Exception as exc:  # ProfileError and friends: one line, pytest's usage-error exit code 4
         raise pytest.UsageError(str(exc)) from None
     setattr(config, _STATE_KEY, state)
@@ -85,6 +80,18 @@ def pytest_configure(config: pytest.Config) -> None:
         config.args[:] = [suite]
     elif suite not in config.args:
         config.args.append(suite)
+
+
+def _time_scale(raw: str | None) -> float:
+    from conformance.profile import ProfileError
+
+    try:
+        value = float(raw) if raw else 1.0
+    except ValueError:
+        raise ProfileError(f"time scale {raw!r} is not a number") from None
+    if not value > 0:
+        raise ProfileError(f"time scale must be greater than 0, got {raw}")
+    return value
 
 
 def _expected_failure_lines(config: pytest.Config) -> dict[str, str]:

@@ -7,32 +7,21 @@ can add or override capabilities, pass a backend driver, and list expected failu
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from conformance.capabilities import DECLARED
 
 
 class ProfileError(Exception):
     """Bad input from the user (dotted path, kwargs, expected failures). One line, no traceback."""
 
-
-#: Capabilities a check can require, and what they mean.
-CAPABILITIES: dict[str, str] = {
-    "parallel": "runs several tasks at once (not single-threaded, parallelism >= 2)",
-    "single_threaded": "declares is_single_threaded: runs one task at a time inside its heartbeat",
-    "local": "declares is_local: runs tasks on the scheduler's host",
-    "adoption": "overrides try_adopt_task_instances (can adopt tasks of a dead scheduler)",
-    "revoke": "overrides revoke_task (stuck-in-queued handling, Airflow 2.10+ and 3.x)",
-    "cleanup_stuck": "overrides cleanup_stuck_queued_tasks (Airflow 2.x stuck-in-queued handling)",
-    "stuck_handling": "overrides revoke_task or cleanup_stuck_queued_tasks",
-    "cli_commands": "overrides get_cli_commands",
-    "task_log": "overrides get_task_log",
-    "multi_team": "declares supports_multi_team (Airflow 3.3+)",
-    "backend": "the profile provides a BackendDriver for the executor's remote backend",
-}
 
 #: Parallelism the suite asks for when it builds an executor (an executor may choose less).
 DEFAULT_PARALLELISM = 4
@@ -49,6 +38,8 @@ class ExecutorProfile:
     capabilities: dict[str, bool] = field(default_factory=dict)
     expected_failures: dict[str, str] = field(default_factory=dict)
     name: str | None = None
+    #: multiplies every time budget for this executor (a backend known to be slow); see conformance.timing
+    time_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.executor_class is None and self.factory is None:
@@ -70,19 +61,24 @@ class ExecutorProfile:
         return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
 
     def build(self, parallelism: int = DEFAULT_PARALLELISM, **extra: Any) -> Any:
-        """A fresh executor, built the way the loader does plus the parallelism the check wants."""
-        if self.factory is not None:
-            return self.factory(parallelism=parallelism, **{**self.executor_kwargs, **extra})
-        assert self.executor_class is not None
-        kwargs = {**self.executor_kwargs, **extra}
-        if _accepts(self.executor_class, "parallelism"):
-            kwargs["parallelism"] = parallelism
-        return self.executor_class(**kwargs)
+        """A fresh executor, built the way the loader does plus the parallelism the check wants.
+
+        ``[core] parallelism`` is set to the same value while the constructor runs, so executors that
+        take no ``parallelism`` argument and read the config get it too. Checks then use the
+        executor's own ``parallelism`` (it may differ: an executor may choose less)."""
+        with _core_parallelism(parallelism):
+            if self.factory is not None:
+                return self.factory(parallelism=parallelism, **{**self.executor_kwargs, **extra})
+            assert self.executor_class is not None
+            kwargs = {**self.executor_kwargs, **extra}
+            if _accepts(self.executor_class, "parallelism"):
+                kwargs["parallelism"] = parallelism
+            return self.executor_class(**kwargs)
 
     def probe_instance(self) -> Any:
         return self.build()
 
-    def executor_type(self) -> type:
+    def executor_type(self) -> type[Any]:
         return self.executor_class if self.executor_class is not None else type(self.probe_instance())
 
     def capability_set(self) -> dict[str, bool]:
@@ -97,8 +93,9 @@ class ExecutorProfile:
             mine = inspect.getattr_static(cls, name, None)
             return mine is not None and mine is not inspect.getattr_static(base, name, None)
 
+        limit = compat.effective_parallelism(instance)
         caps = {
-            "parallel": not single and int(getattr(instance, "parallelism", 1) or 0) >= 2,
+            "parallel": not single and (limit is None or limit >= 2),
             "single_threaded": single,
             "local": bool(getattr(cls, "is_local", False)),
             "adoption": overrides("try_adopt_task_instances"),
@@ -111,7 +108,26 @@ class ExecutorProfile:
         }
         caps["stuck_handling"] = caps["revoke"] or caps["cleanup_stuck"]
         caps.update(self.capabilities)
+        unknown = sorted(set(caps) - set(DECLARED))
+        if unknown:
+            raise ProfileError(f"capabilities {unknown} are not declared; known: {sorted(DECLARED)}")
         return caps
+
+
+@contextlib.contextmanager
+def _core_parallelism(value: int) -> Iterator[None]:
+    saved = os.environ.get(_PARALLELISM_ENV)
+    os.environ[_PARALLELISM_ENV] = str(value)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(_PARALLELISM_ENV, None)
+        else:
+            os.environ[_PARALLELISM_ENV] = saved
+
+
+_PARALLELISM_ENV = "AIRFLOW__CORE__PARALLELISM"
 
 
 def _accepts(cls: type, name: str) -> bool:

@@ -1,14 +1,18 @@
-"""One certification run inside pytest: sandbox, profile, capabilities, results, summary, report.
+"""One certification run inside pytest: sandbox, profile, run options, results, summary, report.
 
 Registered as a pytest plugin object by ``conformance.plugin`` when an executor is given. Under
-pytest-xdist every worker has its own session (and sandbox); the controller's session receives every
-test report, so the summary and the report files are assembled there.
+pytest-xdist every worker has its own session (and sandbox, and calibration); the controller's session
+receives every test report, so the summary and the report files are assembled there. Outcomes travel
+as data on the report (``user_properties``), never parsed back from skip text.
 """
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import shutil
+import signal
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -16,15 +20,24 @@ from typing import Any
 import pytest
 
 import conformance
-from conformance import catalog
+from conformance import checks
+from conformance.context import RunOptions
+from conformance.outcomes import CheckResult, Outcome
 from conformance.profile import ExecutorProfile, ProfileError, check_constructible, load_backend_driver
 from conformance.sandbox import Sandbox
+from conformance.timing import TimeModel
 
-STATUS_ORDER = ("passed", "failed", "not supported", "not applicable", "expected failure", "advice")
+STATUS_ORDER = ("passed", "failed", "inconclusive", "not supported", "not applicable", "expected failure",
+                "advice")
+OUTCOME_PROPERTY = "conformance_outcome"
+MESSAGE_PROPERTY = "conformance_message"
+LEAKS_PROPERTY = "conformance_leaks"
+_WORKER_LEFTOVERS = "conformance_leftovers"
 
 
 def start_session(config: pytest.Config, dotted: str, kwargs_json: str | None,
-                  expected_failures: dict[str, str], backend_driver: str | None = None) -> ConformanceSession:
+                  expected_failures: dict[str, str], backend_driver: str | None = None,
+                  time_scale: float = 1.0) -> ConformanceSession:
     # The sandbox first: AIRFLOW_HOME must be set before the executor's module imports Airflow.
     sandbox = Sandbox.create().activate()
     try:
@@ -40,32 +53,34 @@ def start_session(config: pytest.Config, dotted: str, kwargs_json: str | None,
         sandbox.deactivate()
         raise
     report_dir = config.getoption("--conformance-report")
-    _export_stateful_settings(config, report_dir)
+    reproducers = None
+    if report_dir:
+        reproducers = Path(report_dir).resolve() / "reproducers"
+        if not hasattr(config, "workerinput"):
+            shutil.rmtree(reproducers, ignore_errors=True)  # only this run's reproducers belong next to its report
+    options = RunOptions(time=TimeModel(scale=time_scale * profile.time_scale),
+                         hypothesis_profile=config.getoption("--conformance-hypothesis-profile") or "ci",
+                         reproducer_dir=reproducers)
     session = ConformanceSession(profile, sandbox, Path(report_dir) if report_dir else None,
-                                 is_worker=hasattr(config, "workerinput"))
+                                 is_worker=hasattr(config, "workerinput"), options=options)
     session.selected = set(selected)
+    _stop_cleanly_on_sigterm()
     return session
 
 
-def _export_stateful_settings(config: pytest.Config, report_dir: str | None) -> None:
-    """The state machine reads its profile and reproducer directory from the environment, so that
-    xdist workers (which inherit it) and the runner-agnostic core agree without pytest plumbing."""
-    import os
+def _stop_cleanly_on_sigterm() -> None:
+    """SIGTERM (a CI runner cancelling the job) unwinds like Ctrl-C: pytest finishes the session and
+    the sandbox ends every process of the run, instead of the interpreter dying with them alive."""
+    if threading.current_thread() is threading.main_thread():
+        def interrupt(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt(f"signal {signum}")
 
-    from conformance.checks.stateful import ENV_REPRODUCER_DIR
-    from conformance.stateful import ENV_PROFILE
-
-    profile = config.getoption("--conformance-hypothesis-profile")
-    if profile:
-        os.environ[ENV_PROFILE] = profile
-    if report_dir:
-        reproducers = Path(report_dir).resolve() / "reproducers"
-        shutil.rmtree(reproducers, ignore_errors=True)  # only this run's reproducers belong next to its report
-        os.environ[ENV_REPRODUCER_DIR] = str(reproducers)
+        with contextlib.suppress(ValueError):
+            signal.signal(signal.SIGTERM, interrupt)
 
 
 def validate_check_ids(ids: Any, where: str) -> None:
-    known = catalog.load()
+    known = checks.catalogue()
     unknown = sorted(set(ids) - set(known))
     if unknown:
         raise ProfileError(f"unknown check id(s) in {where}: {', '.join(unknown)} "
@@ -73,13 +88,42 @@ def validate_check_ids(ids: Any, where: str) -> None:
 
 
 class ConformanceSession:
-    def __init__(self, profile: ExecutorProfile, sandbox: Sandbox, report_dir: Path | None, is_worker: bool):
+    def __init__(self, profile: ExecutorProfile, sandbox: Sandbox, report_dir: Path | None, is_worker: bool,
+                 options: RunOptions | None = None):
         self.profile = profile
         self.sandbox = sandbox
         self.report_dir = report_dir
         self.is_worker = is_worker
         self.results: dict[str, dict[str, Any]] = {}
         self.selected: set[str] = set()
+        self.leftovers: list[str] = []
+        self._options = options or RunOptions()
+        self._calibrated = False
+        self._capabilities: dict[str, bool] | None = None
+
+    # -- what every check of this session shares (computed on first use, in each worker) ----------
+    def run_options(self) -> RunOptions:
+        """The run options with a calibrated time model (one calibration per worker session)."""
+        if not self._calibrated:
+            from dataclasses import replace
+
+            from conformance.calibration import calibrate
+
+            calibration = calibrate(self.profile, self.sandbox, self._options.time)
+            self._options = replace(self._options, time=self._options.time.calibrated(calibration))
+            self._calibrated = True
+        return self._options
+
+    def capabilities(self) -> dict[str, bool]:
+        if self._capabilities is None:
+            from conformance.confirm import confirmed_capabilities
+
+            options = self.run_options()
+            if options.time.calibration.error:  # the executor cannot run a no-op task: take the class's word
+                self._capabilities = self.profile.capability_set()
+            else:
+                self._capabilities = confirmed_capabilities(self.profile, self.sandbox, options.time)
+        return self._capabilities
 
     # -- pytest hooks ------------------------------------------------------------------------------
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
@@ -102,7 +146,7 @@ class ConformanceSession:
             check_id = _check_id_of(item)
             if check_id is None:
                 continue
-            spec = catalog.get(check_id)
+            spec = checks.get(check_id)
             item.add_marker(getattr(pytest.mark, spec.area))
             if spec.area == "e2e":  # one deployment per worker: keep the e2e checks together under xdist
                 item.add_marker(pytest.mark.xdist_group("executor-conformance-e2e"))
@@ -115,14 +159,27 @@ class ConformanceSession:
         check_id = props.get("check_id")
         if not isinstance(check_id, str):
             return
-        if check_id is None or (report.when != "call" and not (report.failed or report.skipped)):
-            return
-        if report.when == "teardown" and check_id in self.results and not report.failed:
-            return
-        status = _status(report, props)
-        message = props.get("advice") or _message(report)
-        self.results[check_id] = {"status": status, "message": message,
-                                  "seconds": round(report.duration, 3)}
+        outcome = props.get(OUTCOME_PROPERTY)
+        if report.when == "call" or (report.failed and check_id not in self.results):
+            status = _status(report, outcome)
+            message = _message(report) if hasattr(report, "wasxfail") else (props.get(MESSAGE_PROPERTY)
+                                                                             or _message(report))
+            self.results[check_id] = {"status": status, "message": message, "seconds": round(report.duration, 3),
+                                      "leaks": _strings(props.get(LEAKS_PROPERTY))}
+        elif report.failed and report.when == "teardown":
+            self.results[check_id]["status"] = "failed"
+            self.results[check_id]["message"] += "\n" + _message(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """End every process of the run before the summary, so that leftovers are in it."""
+        found = [p.describe() for p in self.sandbox.sweep_processes(include_shared_helpers=True, wait=False)]
+        self.leftovers += found
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput[_WORKER_LEFTOVERS] = found
+
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        self.leftovers += list(getattr(node, "workeroutput", {}).get(_WORKER_LEFTOVERS, []))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.results:
@@ -135,9 +192,17 @@ class ConformanceSession:
         write(f"{'area':<12} " + " ".join(f"{s:>16}" for s in STATUS_ORDER))
         for area in sorted(by_area):
             write(f"{area:<12} " + " ".join(f"{by_area[area][s]:>16}" for s in STATUS_ORDER))
+        for check_id, result in sorted(self.results.items()):
+            for leak in result.get("leaks", []):
+                write(f"late work (ran after its check had ended), seen during {check_id}: {leak}")
+        for leftover in self.leftovers:
+            write(f"process left running at the end of the session (ended by the suite): {leftover}")
         verdict = self.verdict()
         write(f"VERDICT: {self.profile.label} is {'CERTIFIED' if verdict else 'NOT CERTIFIED'} "
               f"({self._counts()})")
+        if any(r["status"] == "inconclusive" for r in self.results.values()):
+            write("Inconclusive checks ran out of time while the backend was still making progress: re-run "
+                  "with a larger --conformance-time-scale (a certificate needs none).")
         if self.report_dir is not None and not self.is_worker:
             from conformance.report import write_report
 
@@ -146,7 +211,8 @@ class ConformanceSession:
 
     # -- results -----------------------------------------------------------------------------------
     def verdict(self) -> bool:
-        return bool(self.results) and not any(r["status"] == "failed" for r in self.results.values())
+        return bool(self.results) and not any(r["status"] in ("failed", "inconclusive")
+                                              for r in self.results.values())
 
     def _counts(self) -> str:
         counts = Counter(r["status"] for r in self.results.values())
@@ -155,25 +221,33 @@ class ConformanceSession:
     def build_report(self) -> dict[str, Any]:
         from conformance import airflow_compat as compat
 
-        checks = []
+        entries = []
         for check_id in sorted(self.results):
-            spec = catalog.get(check_id)
-            checks.append({"id": check_id, "area": spec.area, "clause": spec.clause, "title": spec.title,
-                           **self.results[check_id]})
+            spec = checks.get(check_id)
+            entries.append({"id": check_id, "area": spec.area, "clause": spec.clause, "title": spec.title,
+                            **self.results[check_id]})
         return {
             "suite_version": conformance.__version__,
             "airflow_version": compat.version_string(),
             "python_version": platform.python_version(),
             "executor": self.profile.label,
-            "capabilities": self.profile.capability_set(),
+            "capabilities": self.capabilities(),
             "expected_failures": self.profile.expected_failures,
             "certified": self.verdict(),
             "counts": dict(Counter(r["status"] for r in self.results.values())),
-            "checks": checks,
+            "time_model": self._options.time.as_dict() if self._calibrated else None,
+            "leftover_processes": self.leftovers,
+            "checks": entries,
         }
 
     def close(self) -> None:
         self.sandbox.deactivate()
+
+
+def record(item: pytest.Item, result: CheckResult) -> None:
+    """Attach a check's outcome to its test item as data (it travels to the xdist controller)."""
+    item.user_properties += [(OUTCOME_PROPERTY, result.outcome.value), (MESSAGE_PROPERTY, result.message),
+                             (LEAKS_PROPERTY, list(result.leaks))]
 
 
 def _e2e_requested(config: pytest.Config) -> bool:
@@ -189,15 +263,18 @@ def _check_id_of(item: pytest.Item) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _status(report: pytest.TestReport, props: dict[str, Any]) -> str:
+def _status(report: pytest.TestReport, outcome: Any) -> str:
     if hasattr(report, "wasxfail"):
         return "expected failure" if report.skipped else "failed"
-    if report.failed:
-        return "failed"
-    if report.skipped:
-        reason = _message(report)
-        return "not applicable" if "not applicable" in reason else "not supported"
-    return "advice" if props.get("advice") else "passed"
+    if isinstance(outcome, str) and outcome in {o.value for o in Outcome}:
+        if outcome == Outcome.PASSED.value and report.failed:
+            return "failed"  # e.g. an expected failure that passed
+        return outcome
+    return "failed" if report.failed else "passed"
+
+
+def _strings(value: Any) -> list[str]:
+    return [str(x) for x in value] if isinstance(value, (list, tuple)) else []
 
 
 def _message(report: pytest.TestReport) -> str:

@@ -1,24 +1,29 @@
 """Property-based testing of an executor: hypothesis drives sequences of scheduler actions.
 
-``machine_for(profile)`` builds a ``RuleBasedStateMachine`` whose rules are the scheduler's moves
-(queue, heartbeat, wait a little, get_event_buffer with and without a dag filter, revoke, adopt into a
-fresh executor, end) -- gated by the executor's capabilities -- and whose invariants are SPEC PROP,
-checked after every step and once more after the final drain in ``teardown``.
+``ExecutorMachine`` is a module-level ``RuleBasedStateMachine`` (hypothesis' own idiom) whose rules
+are the scheduler's moves (queue, heartbeat, wait a little, get_event_buffer with and without a dag
+filter, revoke, adopt into a fresh executor, end) -- gated by the executor's capabilities -- and whose
+invariants are SPEC PROP, checked after every step and once more after the final drain in ``teardown``.
+``machine_for(profile)`` binds it to one executor; ``check_properties`` finds the invariants on the
+class, so a new invariant cannot be left out of reproducers.
 
-On failure hypothesis shrinks the programme to a minimal one; ``run_stateful`` turns it into a
-standalone pytest file that rebuilds the executor by its dotted path and replays the steps.
+The whole run -- generation and shrinking -- fits the time model's ``state_machine`` budget. Every
+violation is recorded with the invariant and the rules that led to it, so a verdict always names
+both, even when hypothesis cannot replay a timing-dependent failure or the budget ends the shrinking.
+On failure ``run_stateful`` writes a standalone pytest file that replays the programme.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import tempfile
 import textwrap
-import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -37,6 +42,7 @@ from conformance.probes import Probe, ProbeKind
 from conformance.profile import ExecutorProfile
 from conformance.sandbox import Sandbox, ensure_active
 from conformance.strategies import DAGS, dag_filters, dag_indexes, delays_ms, priorities, probe_kinds
+from conformance.timing import TimeModel, WaitTimedOut, wait_until
 
 PARALLELISM = 2
 MAX_OUTSTANDING = 6
@@ -45,320 +51,387 @@ PROFILES: dict[str, dict[str, Any]] = {
     "ci": dict(max_examples=25, stateful_step_count=15),
     "thorough": dict(max_examples=200, stateful_step_count=25),
 }
-ENV_PROFILE = "CONFORMANCE_HYPOTHESIS_PROFILE"
+_PROPERTY = "_spec_property"
 
 
-def hypothesis_settings(profile: str | None = None, derandomize: bool = False) -> settings:
-    """``ci`` (a few dozen examples, seconds) or ``thorough`` (hundreds). No deadline: the harness
-    owns time budgets. No example database: nothing is written outside the sandbox."""
-    name = profile or os.environ.get(ENV_PROFILE, "ci")
-    if name not in PROFILES:
-        raise ValueError(f"unknown hypothesis profile {name!r}; choose one of {sorted(PROFILES)}")
+def hypothesis_settings(profile: str = "ci", derandomize: bool = False) -> settings:
+    """``ci`` (a few dozen examples, seconds) or ``thorough`` (hundreds). No deadline: the time model
+    owns budgets. No example database: nothing is written outside the sandbox."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown hypothesis profile {profile!r}; choose one of {sorted(PROFILES)}")
     return settings(deadline=None, database=None, derandomize=derandomize, print_blob=True,
                     suppress_health_check=list(HealthCheck),
-                    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink], **PROFILES[name])
+                    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink], **PROFILES[profile])
 
 
 class PropertyViolated(AssertionError):
-    """A SPEC PROP invariant failed; the message names the property."""
+    """A SPEC PROP invariant failed; the message names the property and the rules that led there."""
 
 
-def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None) -> type[RuleBasedStateMachine]:
-    """A state machine class bound to ``profile`` (capabilities read once)."""
-    box = sandbox or ensure_active()
-    caps = profile.capability_set()
-    can_revoke = bool(caps.get("revoke"))
-    can_adopt = bool(caps.get("adoption"))
-    states = compat.state_enum()
-    terminal = compat.terminal_states()
+class BudgetSpent(Exception):
+    """The state machine's time budget is used up: no new example is started."""
 
-    class ExecutorMachine(RuleBasedStateMachine):
-        def __init__(self) -> None:
-            super().__init__()
-            self.harness = self._new_harness("A", job_id=1)
-            self.retired: list[SchedulerHarness] = []
-            self.revoked: set[Any] = set()
-            self.revoked_at: dict[str, float] = {}
-            self.known: dict[Any, QueuedTask] = {}
-            self.ended = False
-            self.ended_at = float("inf")
-            self.steps = 0  # preconditions may only read deterministic state (hypothesis replays)
-            self.heartbeats = 0
 
-        def _new_harness(self, name: str, job_id: int) -> SchedulerHarness:
-            h = SchedulerHarness(profile.build(parallelism=PARALLELISM), box, name=name, job_id=job_id)
-            return h.start()
+def spec_property(text: str) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
+    """``@invariant()`` that also names the SPEC PROP clause it checks (found by ``check_properties``)."""
+    def mark(func: Callable[[Any], None]) -> Callable[[Any], None]:
+        wrapped: Any = invariant()(func)
+        setattr(wrapped, _PROPERTY, text)
+        return wrapped
+    return mark
 
-        # -- helpers ----------------------------------------------------------------------------
-        def _events(self) -> list[Any]:
-            return [e for h in (*self.retired, self.harness) for e in h.events]
 
-        def _outstanding(self) -> list[QueuedTask]:
-            done = {e.key for e in self._events() if e.state in terminal}
-            return [t for k, t in self.known.items() if k not in done and k not in self.revoked]
+@dataclass
+class MachineConfig:
+    """What one binding of the machine knows: the executor, where it runs, and its budgets."""
 
-        def _violated(self, prop: str, detail: str) -> None:
-            raise PropertyViolated(f"SPEC PROP {prop}: {detail}\n" + self.harness.format_transcript(40))
+    profile: ExecutorProfile
+    sandbox: Sandbox
+    time: TimeModel
+    can_revoke: bool
+    can_adopt: bool
+    deadline: float = float("inf")
+    #: every violation seen (invariant, rules): the smallest is reported if hypothesis cannot shrink
+    violations: list[tuple[str, list[str]]] = field(default_factory=list)
 
-        # -- rules: the scheduler's moves --------------------------------------------------------
-        @initialize(tasks=st.lists(st.tuples(probe_kinds(), delays_ms(), priorities(), dag_indexes()),
-                                   min_size=2, max_size=4))
-        def first_tasks(self, tasks: list[tuple[str, int, int, int]]) -> None:
-            """Every programme starts with work queued: an idle executor teaches little."""
-            self.queue(tasks)
 
-        @precondition(lambda self: not self.ended)
-        @rule(tasks=st.lists(st.tuples(probe_kinds(), delays_ms(), priorities(), dag_indexes()),
-                             min_size=1, max_size=3))
-        def queue(self, tasks: list[tuple[str, int, int, int]]) -> None:
-            """The scheduler queues up to three TIs in one loop (kind, delay ms, priority, dag)."""
-            self.steps += 1
-            for kind, delay_ms, priority, dag in tasks:
-                if len(self._outstanding()) >= MAX_OUTSTANDING:
-                    return
-                task = self.harness.queue(Probe.new(ProbeKind(kind), delay=delay_ms / 1000),
-                                          priority=priority, dag_id=DAGS[dag])
-                self.known[task.key] = task
+class ExecutorMachine(RuleBasedStateMachine):
+    config: ClassVar[MachineConfig]
 
-        @precondition(lambda self: not self.ended)
-        @rule(dags=dag_filters())
-        def scheduler_loop(self, dags: list[int] | None) -> None:
-            """One scheduler loop: heartbeat, then read the event buffer (optionally for some dags)."""
-            self.steps += 1
-            self.heartbeats += 1
-            self.harness.heartbeat()
-            self._take_events(dags)
+    def __init__(self) -> None:
+        if time.monotonic() > self.config.deadline:
+            raise BudgetSpent("the state machine's time budget is used up")
+        super().__init__()
+        self.programme: list[str] = []
+        self.harness = self._new_harness("A", job_id=1)
+        self.retired: list[SchedulerHarness] = []
+        self.revoked: set[Any] = set()
+        self.revoked_at: dict[str, float] = {}
+        self.known: dict[Any, QueuedTask] = {}
+        self.ended = False
+        self.ended_at = float("inf")
+        self.steps = 0  # preconditions may only read deterministic state (hypothesis replays)
+        self.heartbeats = 0
 
-        @precondition(lambda self: not self.ended)
-        @rule()
-        def heartbeat(self) -> None:
-            self.steps += 1
-            self.heartbeats += 1
-            self.harness.heartbeat()
+    def _new_harness(self, name: str, job_id: int) -> SchedulerHarness:
+        cfg = self.config
+        h = SchedulerHarness(cfg.profile.build(parallelism=PARALLELISM), cfg.sandbox, name=name, job_id=job_id,
+                             time_model=cfg.time, owner="stateful.scheduler_action_sequences")
+        return h.start()
 
-        @rule(dags=dag_filters())  # also after end(): the scheduler reads the buffer once more
-        def get_event_buffer(self, dags: list[int] | None) -> None:
-            self.steps += 1
-            self._take_events(dags)
+    # -- helpers ----------------------------------------------------------------------------
+    def _did(self, step: str) -> None:
+        self.programme.append(step)
 
-        def _take_events(self, dags: list[int] | None) -> None:
-            taken = self.harness.collect(None if dags is None else [DAGS[i] for i in dags])
-            left = [k for k in taken if k in self.harness.executor.event_buffer]
-            if left:
-                self._violated("get_event_buffer pops what it returns",
-                               f"events returned for {dags} are still in the buffer: {left}")
+    def _events(self) -> list[Any]:
+        return [e for h in (*self.retired, self.harness) for e in h.events]
 
-        @precondition(lambda self: not self.ended)
-        @rule()
-        def wait_a_little(self) -> None:
-            """Let work progress for up to 50 ms (or until a task finishes)."""
-            self.steps += 1
-            before = sum(1 for r in self.harness.journal().runs if r.end is not None)
-            limit = time.monotonic() + 0.05
-            waiter = threading.Event()
-            while time.monotonic() < limit:
-                if sum(1 for r in self.harness.journal().runs if r.end is not None) > before:
-                    return
-                waiter.wait(0.005)
+    def _outstanding(self) -> list[QueuedTask]:
+        terminal = compat.terminal_states()
+        done = {e.key for e in self._events() if e.state in terminal}
+        return [t for k, t in self.known.items() if k not in done and k not in self.revoked]
 
-        @precondition(lambda self: can_revoke and not self.ended and self.heartbeats >= 1)
-        @rule(pick=st.integers(min_value=0, max_value=MAX_OUTSTANDING - 1))
-        def revoke(self, pick: int) -> None:
-            self.steps += 1
-            journal = self.harness.journal()
-            outstanding = sorted(self._outstanding(), key=lambda t: not journal.started(t.task_id))
-            if not outstanding:
+    def _violated(self, prop: str, detail: str) -> None:
+        self.config.violations.append((prop, list(self.programme)))
+        raise PropertyViolated(f"SPEC PROP {prop}: {detail}\nRules so far: {' -> '.join(self.programme)}\n"
+                               + self.harness.format_transcript(30))
+
+    def _limit(self) -> int | None:
+        return compat.effective_parallelism(self.harness.executor)
+
+    # -- rules: the scheduler's moves --------------------------------------------------------
+    @initialize(tasks=st.lists(st.tuples(probe_kinds(), delays_ms(), priorities(), dag_indexes()),
+                               min_size=2, max_size=4))
+    def first_tasks(self, tasks: list[tuple[str, int, int, int]]) -> None:
+        """Every programme starts with work queued: an idle executor teaches little."""
+        self.queue(tasks)
+
+    @precondition(lambda self: not self.ended)
+    @rule(tasks=st.lists(st.tuples(probe_kinds(), delays_ms(), priorities(), dag_indexes()),
+                         min_size=1, max_size=3))
+    def queue(self, tasks: list[tuple[str, int, int, int]]) -> None:
+        """The scheduler queues up to three TIs in one loop (kind, delay ms, priority, dag)."""
+        self.steps += 1
+        self._did(f"queue({tasks})")
+        for kind, delay_ms, priority, dag in tasks:
+            if len(self._outstanding()) >= MAX_OUTSTANDING:
                 return
-            task = outstanding[pick % len(outstanding)]  # small picks: tasks already running
-            self.harness.call(f"revoke_task({task.task_id})", self.harness.executor.revoke_task, ti=task.ti)
-            self.revoked.add(task.key)
-            self.revoked_at[task.task_id] = time.monotonic()
+            task = self.harness.queue(Probe.new(ProbeKind(kind), delay=delay_ms / 1000),
+                                      priority=priority, dag_id=DAGS[dag])
+            self.known[task.key] = task
 
-        @precondition(lambda self: can_adopt and not self.ended and self.heartbeats >= 1)
-        @rule()
-        def adopt_into_fresh_executor(self) -> None:
-            """The scheduler dies; a new one adopts everything outstanding that carries an external id."""
-            self.steps += 1
-            old = self.harness
-            old.note("abandoned: the scheduler process 'died'")
-            old.ended = True
-            new = self._new_harness(f"E{len(self.retired) + 1}", job_id=len(self.retired) + 2)
-            tis = []
-            for task in self._outstanding():
-                ext = next((e.info for e in old.events_for(task.key)
-                            if e.state in (states.QUEUED, states.RUNNING) and isinstance(e.info, str)), None)
-                if task.key in old.executor.queued_tasks or ext is None:
-                    continue  # never dispatched: the scheduler would re-queue it
-                tis.append(compat.adoption_ready(task.handle, job_id=old.job_id, external_executor_id=ext,
-                                                 running=True))
-            returned = {id(ti) for ti in new.adopt(tis)}
-            for task in self._outstanding():
-                if task.key in old.executor.queued_tasks or id(task.ti) in returned or task.ti not in tis:
-                    # Reset by the scheduler: no longer expected from anyone, and no longer counted
-                    # against parallelism (its process may linger after its scheduler 'died').
-                    self.revoked.add(task.key)
-                    self.revoked_at[task.task_id] = time.monotonic()
-                else:
-                    new.tasks[task.key] = task  # adopted: the new scheduler now waits for its event
-            self.retired.append(old)
-            self.harness = new
+    @precondition(lambda self: not self.ended)
+    @rule(dags=dag_filters())
+    def scheduler_loop(self, dags: list[int] | None) -> None:
+        """One scheduler loop: heartbeat, then read the event buffer (optionally for some dags)."""
+        self.steps += 1
+        self.heartbeats += 1
+        self._did(f"scheduler_loop({dags})")
+        self.harness.heartbeat()
+        self._take_events(dags)
 
-        @precondition(lambda self: not self.ended and self.steps >= 6)
-        @rule()
-        def end(self) -> None:
-            self.harness.end()
-            self.ended = True
-            self.ended_at = time.monotonic()
+    @precondition(lambda self: not self.ended)
+    @rule()
+    def heartbeat(self) -> None:
+        self.steps += 1
+        self.heartbeats += 1
+        self._did("heartbeat()")
+        self.harness.heartbeat()
 
-        # -- invariants: SPEC PROP --------------------------------------------------------------
-        @invariant()
-        def only_known_keys(self) -> None:
-            unknown = [e.key for e in self._events() if e.key not in self.known]
-            if unknown:
-                self._violated("no unknown keys", f"events for keys never queued: {unknown}")
+    @rule(dags=dag_filters())  # also after end(): the scheduler reads the buffer once more
+    def get_event_buffer(self, dags: list[int] | None) -> None:
+        self.steps += 1
+        self._did(f"get_event_buffer({dags})")
+        self._take_events(dags)
 
-        @invariant()
-        def at_most_one_terminal_event_per_try(self) -> None:
-            seen: dict[Any, int] = {}
-            for e in self._events():
-                if e.state in terminal:
-                    seen[e.key] = seen.get(e.key, 0) + 1
-            dupes = {k.task_id: n for k, n in seen.items() if n > 1}
-            if dupes:
-                self._violated("at most one terminal event per key and try", f"terminal events per task: {dupes}")
+    def _take_events(self, dags: list[int] | None) -> None:
+        taken = self.harness.collect(None if dags is None else [DAGS[i] for i in dags])
+        left = [k for k in taken if k in self.harness.executor.event_buffer]
+        if left:
+            self._violated("get_event_buffer pops what it returns",
+                           f"events returned for {dags} are still in the buffer: {left}")
 
-        @invariant()
-        def never_above_parallelism(self) -> None:
-            ids = [t.task_id for t in self.known.values()]
-            peak = self.harness.journal().max_concurrency(ids, now=time.monotonic(), ended_by=self.revoked_at)
-            if peak > PARALLELISM:
-                self._violated("never more than parallelism running", f"{peak} tasks ran at once, "
-                               f"parallelism {PARALLELISM}")
+    @precondition(lambda self: not self.ended)
+    @rule()
+    def wait_a_little(self) -> None:
+        """Let work progress for up to 50 ms (or until a task finishes)."""
+        self.steps += 1
+        self._did("wait_a_little()")
+        before = sum(1 for r in self.harness.journal().runs if r.end is not None)
+        with contextlib.suppress(WaitTimedOut):
+            wait_until(lambda: sum(1 for r in self.harness.journal().runs if r.end is not None) > before,
+                       "a task to finish", 0.05, poll=0.005)
 
-        @invariant()
-        def work_in_progress_is_tracked(self) -> None:
-            if self.ended:
-                return
-            journal = self.harness.journal()
-            untracked = [t.task_id for t in self._outstanding()
-                         if any(r.end is None for r in journal.runs_of(t.task_id))
-                         and not self.harness.executor.has_task(t.ti)]
-            if untracked and not self.harness.journal().finished_all(untracked):
-                self._violated("a running task is tracked (has_task) until its terminal event",
-                               f"in progress but not tracked by the executor: {untracked}")
+    @precondition(lambda self: self.config.can_revoke and not self.ended and self.heartbeats >= 1)
+    @rule(pick=st.integers(min_value=0, max_value=MAX_OUTSTANDING - 1))
+    def revoke(self, pick: int) -> None:
+        self.steps += 1
+        self._did(f"revoke({pick})")
+        journal = self.harness.journal()
+        outstanding = sorted(self._outstanding(), key=lambda t: not journal.started(t.task_id))
+        if not outstanding:
+            return
+        task = outstanding[pick % len(outstanding)]  # small picks: tasks already running
+        self.harness.call(f"revoke_task({task.task_id})", self.harness.executor.revoke_task, ti=task.ti)
+        self.revoked.add(task.key)
+        self.revoked_at[task.task_id] = time.monotonic()
 
-        @invariant()
-        def slots_add_up(self) -> None:
-            ex = self.harness.executor
-            if self.ended or not hasattr(ex, "slots_occupied"):
-                return
-            if ex.slots_available + ex.slots_occupied != ex.parallelism:
-                self._violated("slots_available + slots_occupied == parallelism",
-                               f"{ex.slots_available} + {ex.slots_occupied} != {ex.parallelism}")
+    @precondition(lambda self: self.config.can_adopt and not self.ended and self.heartbeats >= 1)
+    @rule()
+    def adopt_into_fresh_executor(self) -> None:
+        """The scheduler dies; a new one adopts everything outstanding that carries an external id."""
+        self.steps += 1
+        self._did("adopt_into_fresh_executor()")
+        states = compat.state_enum()
+        old = self.harness
+        old.abandon()
+        new = self._new_harness(f"E{len(self.retired) + 1}", job_id=len(self.retired) + 2)
+        tis = []
+        for task in self._outstanding():
+            ext = next((e.info for e in old.events_for(task.key)
+                        if e.state in (states.QUEUED, states.RUNNING) and isinstance(e.info, str)), None)
+            if task.key in old.executor.queued_tasks or ext is None:
+                continue  # never dispatched: the scheduler would re-queue it
+            tis.append(compat.adoption_ready(task.handle, job_id=old.job_id, external_executor_id=ext,
+                                             running=True))
+        returned = {id(ti) for ti in new.adopt(tis)}
+        for task in self._outstanding():
+            if task.key in old.executor.queued_tasks or id(task.ti) in returned or task.ti not in tis:
+                # Reset by the scheduler: no longer expected from anyone, and no longer counted
+                # against parallelism (its process may linger after its scheduler 'died').
+                self.revoked.add(task.key)
+                self.revoked_at[task.task_id] = time.monotonic()
+            else:
+                new.tasks[task.key] = task  # adopted: the new scheduler now waits for its event
+        self.retired.append(old)
+        self.harness = new
 
-        @invariant()
-        def key_in_one_place(self) -> None:
-            ex = self.harness.executor
-            done = {e.key for e in self.harness.events if e.state in terminal}
-            both = set(ex.queued_tasks) & set(ex.running)
-            finished_but_held = [k for k in done if k in ex.running or k in ex.queued_tasks]
-            if both or finished_but_held:
-                self._violated("a key is in at most one of queued/running/finished",
-                               f"queued and running: {both}; finished but still queued/running: {finished_but_held}")
+    @precondition(lambda self: not self.ended and self.steps >= 6)
+    @rule()
+    def end(self) -> None:
+        self._did("end()")
+        self.harness.end()
+        self.ended = True
+        self.ended_at = time.monotonic()
 
-        def check_properties(self) -> None:
-            """All invariants at once (for reproducers, which call rules without hypothesis)."""
-            self.only_known_keys()
-            self.at_most_one_terminal_event_per_try()
-            self.never_above_parallelism()
-            self.slots_add_up()
-            self.key_in_one_place()
-            self.work_in_progress_is_tracked()
+    # -- invariants: SPEC PROP --------------------------------------------------------------
+    @spec_property("no unknown keys")
+    def only_known_keys(self) -> None:
+        unknown = [e.key for e in self._events() if e.key not in self.known]
+        if unknown:
+            self._violated("no unknown keys", f"events for keys never queued: {unknown}")
 
-        # -- the final drain ----------------------------------------------------------------------
-        def teardown(self) -> None:
-            try:
-                if not self.ended:
-                    self._drain_outstanding()
-                    self.harness.end()
-                self._check_against_journal()
-            finally:
-                for h in (*self.retired, self.harness):
-                    h.close()
-                box.settle()
-                box.kill_leaked_probes()
+    @spec_property("at most one terminal event per key and try")
+    def at_most_one_terminal_event_per_try(self) -> None:
+        terminal = compat.terminal_states()
+        seen: dict[Any, int] = {}
+        for e in self._events():
+            if e.state in terminal:
+                seen[e.key] = seen.get(e.key, 0) + 1
+        dupes = {k.task_id: n for k, n in seen.items() if n > 1}
+        if dupes:
+            self._violated("at most one terminal event per key and try", f"terminal events per task: {dupes}")
 
-        def _drain_outstanding(self) -> None:
-            """Heartbeat until every outstanding task has its terminal event. A task whose probe has
-            finished gets the harness's wait budget to be reported (a distributed executor may need seconds)."""
-            h = self.harness
-            finished_at: dict[Any, float] = {}
-            waiter = threading.Event()
-            limit = time.monotonic() + h.budgets.wait
-            while True:
-                h.heartbeat()
-                self._take_events(None)
-                left = [t for t in self._outstanding() if t.key in h.tasks]
-                if not left:
-                    return
-                journal = h.journal()
-                now = time.monotonic()
-                for t in left:
-                    if t.key not in finished_at and journal.finished(t.task_id):
-                        finished_at[t.key] = now
-                overdue = [t for t in left if now - finished_at.get(t.key, now) > h.budgets.wait]
-                if overdue or now > limit:
-                    late = overdue or left
+    @spec_property("never more than parallelism running")
+    def never_above_parallelism(self) -> None:
+        limit = self._limit()
+        if limit is None:
+            return  # Airflow 2's parallelism 0: unlimited
+        ids = [t.task_id for t in self.known.values()]
+        peak = self.harness.journal().max_concurrency(ids, now=time.monotonic(), ended_by=self.revoked_at)
+        if peak > limit:
+            self._violated("never more than parallelism running", f"{peak} tasks ran at once, parallelism {limit}")
+
+    @spec_property("a running task is tracked (has_task) until its terminal event")
+    def work_in_progress_is_tracked(self) -> None:
+        if self.ended:
+            return
+        journal = self.harness.journal()
+        untracked = [t.task_id for t in self._outstanding()
+                     if any(r.end is None for r in journal.runs_of(t.task_id))
+                     and not self.harness.executor.has_task(t.ti)]
+        if untracked and not journal.refresh().finished_all(untracked):
+            self._violated("a running task is tracked (has_task) until its terminal event",
+                           f"in progress but not tracked by the executor: {untracked}")
+
+    @spec_property("slots_available + slots_occupied == parallelism")
+    def slots_add_up(self) -> None:
+        ex = self.harness.executor
+        if self.ended or not hasattr(ex, "slots_occupied") or self._limit() is None:
+            return
+        if ex.slots_available + ex.slots_occupied != ex.parallelism:
+            self._violated("slots_available + slots_occupied == parallelism",
+                           f"{ex.slots_available} + {ex.slots_occupied} != {ex.parallelism}")
+
+    @spec_property("a key is in at most one of queued/running/finished")
+    def key_in_one_place(self) -> None:
+        ex = self.harness.executor
+        terminal = compat.terminal_states()
+        done = {e.key for e in self.harness.events if e.state in terminal}
+        both = set(ex.queued_tasks) & set(ex.running)
+        finished_but_held = [k for k in done if k in ex.running or k in ex.queued_tasks]
+        if both or finished_but_held:
+            self._violated("a key is in at most one of queued/running/finished",
+                           f"queued and running: {both}; finished but still queued/running: {finished_but_held}")
+
+    @classmethod
+    def properties(cls) -> list[str]:
+        """The names of every SPEC PROP invariant method, found on the class."""
+        return sorted(name for name in dir(cls) if hasattr(getattr(cls, name, None), _PROPERTY))
+
+    def check_properties(self) -> None:
+        """All invariants at once (for reproducers, which call rules without hypothesis)."""
+        for name in self.properties():
+            getattr(self, name)()
+
+    # -- the final drain ----------------------------------------------------------------------
+    def teardown(self) -> None:
+        cfg = self.config
+        try:
+            if not self.ended:
+                self._drain_outstanding()
+                self.harness.end()
+            self._check_against_journal()
+        finally:
+            for h in (*self.retired, self.harness):
+                h.close()
+            cfg.sandbox.settle(cfg.time.budget("settle"))
+            cfg.sandbox.kill_leaked_probes()
+
+    def _drain_outstanding(self) -> None:
+        """Heartbeat until every outstanding task has its terminal event. A task whose probe has
+        finished gets the ``report`` budget to be reported; the whole drain gets the ``event`` budget."""
+        h = self.harness
+        finished_at: dict[Any, float] = {}
+
+        def left() -> list[QueuedTask]:
+            return [t for t in self._outstanding() if t.key in h.tasks]
+
+        def loop() -> None:
+            h.heartbeat()
+            self._take_events(None)
+            journal, now = h.journal(), time.monotonic()
+            for t in left():
+                if t.key not in finished_at and journal.finished(t.task_id):
+                    finished_at[t.key] = now
+            overdue = [t.task_id for t in left() if now - finished_at.get(t.key, now) > h.budget("report")]
+            if overdue:
+                self._violated("every queued task gets a terminal event",
+                               f"after draining, no terminal event for {overdue} although their work ended")
+
+        try:
+            wait_until(lambda: not left(), "every outstanding task's terminal event", h.budget("event"),
+                       poll=0.02, each=loop)
+        except WaitTimedOut:
+            self._violated("every queued task gets a terminal event",
+                           f"after draining, no terminal event for {[t.task_id for t in left()]}")
+
+    def _check_against_journal(self) -> None:
+        states = compat.state_enum()
+        terminal = compat.terminal_states()
+        journal = self.harness.journal()
+        for key, task in self.known.items():
+            if key in self.revoked:
+                continue
+            terminal_events = [e for e in self._events() if e.key == key and e.state in terminal]
+            runs = journal.runs_of(task.task_id)
+            if not terminal_events:
+                # SPEC LIFE-1 as the lifecycle check applies it: after end(), an executor that
+                # adopts may leave work running for the next scheduler instead of reporting it.
+                # Only work still in flight when end() returned counts as left; finished work
+                # without an event is lost whatever the executor can adopt.
+                left_for_next_scheduler = self.ended and self.config.can_adopt and any(
+                    r.finished is None or r.finished > self.ended_at for r in runs)
+                if (runs or not self.ended) and not left_for_next_scheduler:
                     self._violated("every queued task gets a terminal event",
-                                   f"after draining, no terminal event for {[t.task_id for t in late]}")
-                waiter.wait(0.02)
-
-        def _check_against_journal(self) -> None:
-            journal = self.harness.journal()
-            for key, task in self.known.items():
-                if key in self.revoked:
-                    continue
-                terminal_events = [e for e in self._events() if e.key == key and e.state in terminal]
-                runs = journal.runs_of(task.task_id)
-                if not terminal_events:
-                    # SPEC LIFE-1 as the lifecycle check applies it: after end(), an executor that
-                    # adopts may leave work running for the next scheduler instead of reporting it.
-                    # Only work still in flight when end() returned counts as left; finished work
-                    # without an event is lost whatever the executor can adopt.
-                    left_for_next_scheduler = self.ended and can_adopt and any(
-                        r.finished is None or r.finished > self.ended_at for r in runs)
-                    if (runs or not self.ended) and not left_for_next_scheduler:
-                        self._violated("every queued task gets a terminal event",
-                                       f"{task.task_id} ({len(runs)} runs) never got one")
-                    continue
-                state = terminal_events[0].state
-                kind = task.probe.kind
-                if not runs:
-                    self._violated("events match the journal", f"{task.task_id} reported {state} but never ran")
-                if (kind is ProbeKind.OK and state != states.SUCCESS) or \
-                        (kind in (ProbeKind.RAISE, ProbeKind.CRASH) and state != states.FAILED) or \
-                        (kind is ProbeKind.FAIL and not compat.is_airflow3() and state != states.FAILED):
-                    self._violated("events match the journal", f"{task.task_id} ({kind.value}) reported {state}")
-
-    ExecutorMachine.__name__ = "ExecutorMachine"
-    ExecutorMachine.__qualname__ = "ExecutorMachine"
-    return ExecutorMachine
+                                   f"{task.task_id} ({len(runs)} runs) never got one")
+                continue
+            state = terminal_events[0].state
+            kind = task.probe.kind
+            if not runs:
+                self._violated("events match the journal", f"{task.task_id} reported {state} but never ran")
+            if (kind is ProbeKind.OK and state != states.SUCCESS) or \
+                    (kind in (ProbeKind.RAISE, ProbeKind.CRASH) and state != states.FAILED) or \
+                    (kind is ProbeKind.FAIL and not compat.is_airflow3() and state != states.FAILED):
+                self._violated("events match the journal", f"{task.task_id} ({kind.value}) reported {state}")
 
 
-def run_stateful(profile: ExecutorProfile, sandbox: Sandbox, *, hypothesis_profile: str | None = None,
-                 derandomize: bool = False, reproducer_dir: Path | None = None) -> None:
+def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None, time_model: TimeModel | None = None,
+                capabilities: dict[str, bool] | None = None) -> type[ExecutorMachine]:
+    """``ExecutorMachine`` bound to ``profile`` (capabilities read once)."""
+    caps = capabilities if capabilities is not None else profile.capability_set()
+    tm = time_model or TimeModel()
+    config = MachineConfig(profile=profile, sandbox=sandbox or ensure_active(), time=tm,
+                           can_revoke=bool(caps.get("revoke")), can_adopt=bool(caps.get("adoption")),
+                           deadline=time.monotonic() + tm.budget("state_machine"))
+    return type("ExecutorMachine", (ExecutorMachine,), {"config": config})
+
+
+def run_stateful(profile: ExecutorProfile, sandbox: Sandbox, *, hypothesis_profile: str = "ci",
+                 derandomize: bool = False, reproducer_dir: Path | None = None, time_model: TimeModel | None = None,
+                 capabilities: dict[str, bool] | None = None) -> None:
     """Run the machine; on failure raise PropertyViolated with the minimal programme and a reproducer."""
-    machine = machine_for(profile, sandbox)
+    machine = machine_for(profile, sandbox, time_model, capabilities)
+    violations = machine.config.violations
     try:
         run_state_machine_as_test(machine, settings=hypothesis_settings(hypothesis_profile, derandomize))
     except Exception as exc:
-        if "Inconsistent data generation" in str(exc) or type(exc).__name__.startswith("Flaky"):
-            raise PropertyViolated(
-                "the executor broke a SPEC PROP invariant, but differently when hypothesis replayed the same "
-                f"programme (its behaviour is timing-dependent), so no minimal programme exists: {exc}") from None
         group = getattr(exc, "exceptions", None)
-        if isinstance(group, tuple) and group:  # an exception group: report the first failure
-            exc = group[0]
+        if isinstance(group, tuple) and group:  # an exception group: report the first real failure
+            exc = next((e for e in group if isinstance(e, PropertyViolated)), group[0])
+        unreplayable = "Inconsistent data generation" in str(exc) or type(exc).__name__.startswith("Flaky")
+        if (unreplayable or isinstance(exc, BudgetSpent)) and violations:
+            prop, rules = min(violations, key=lambda v: len(v[1]))
+            why = ("hypothesis could not replay it (the executor's behaviour is timing-dependent)" if unreplayable
+                   else "the state machine's time budget ended the shrinking")
+            raise PropertyViolated(
+                f"SPEC PROP {prop} broke ({len(violations)} times); {why}. The shortest programme seen:\n"
+                f"    {' -> '.join(rules)}") from None
+        if isinstance(exc, BudgetSpent):
+            return  # the budget ended generation before any violation: every example run held
+        if unreplayable:
+            raise PropertyViolated(f"the executor broke no named SPEC PROP invariant, but hypothesis saw "
+                                   f"a timing-dependent failure: {exc}") from None
         programme = "\n".join(getattr(exc, "__notes__", []))
         path = write_reproducer(profile, programme, reproducer_dir)
         replay = f"Replay it: pytest {path}" if path else "(hypothesis printed no programme: no reproducer written)"

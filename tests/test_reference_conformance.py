@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from conformance import airflow_compat as compat
-from conformance import catalog
+from conformance import checks
+from conformance.outcomes import Outcome
 from conformance.profile import ExecutorProfile
-from conformance.runner import Outcome, run_check
+from conformance.runner import run_check
 from reference_executors.faults import StateDirectoryOutage
 from tests.broken_executors import REFERENCE, area_marks
 
@@ -25,12 +26,12 @@ NOT_SUPPORTED = {
 }
 
 CASES = [pytest.param(name, check_id, id=f"{name}-{check_id}", marks=area_marks(check_id))
-         for name in REFERENCE for check_id in sorted(catalog.load())]
+         for name in REFERENCE for check_id in sorted(checks.catalogue())]
 
 
 @pytest.mark.parametrize(("executor_name", "check_id"), CASES)
 def test_reference_executor_passes(executor_name: str, check_id: str, sandbox: object) -> None:
-    spec = catalog.get(check_id)
+    spec = checks.get(check_id)
     profile = ExecutorProfile(executor_class=REFERENCE[executor_name], backend=StateDirectoryOutage())
     result = run_check(spec, profile, sandbox)  # type: ignore[arg-type]
     if not spec.applies():
@@ -43,7 +44,7 @@ def test_reference_executor_passes(executor_name: str, check_id: str, sandbox: o
 
 
 def test_sequential_reports_adoption_not_supported_on_this_airflow(sandbox: object) -> None:
-    spec = catalog.get("adoption.adopted_tasks_finish_without_rerun")
+    spec = checks.get("adoption.adopted_tasks_finish_without_rerun")
     result = run_check(spec, ExecutorProfile(executor_class=REFERENCE["SequentialExecutor"]), sandbox)  # type: ignore[arg-type]
     assert result.outcome is Outcome.NOT_SUPPORTED
     assert "try_adopt_task_instances" in result.message, compat.version_string()

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from conformance import catalog
+from conformance import checks
+from conformance.outcomes import Outcome
 from conformance.profile import ExecutorProfile
-from conformance.runner import Outcome, run_check
+from conformance.runner import run_check
 from conformance.sandbox import Sandbox
 from conformance.stateful import PropertyViolated, hypothesis_settings, run_stateful
 from tests.broken_executors import STATEFUL_ONLY
@@ -24,7 +25,7 @@ def test_stateful_only_bugs_pass_every_contract_check(executor: type, sandbox: S
     profile = ExecutorProfile(executor_class=executor)
     caps = profile.capability_set()
     failed = []
-    for check_id, spec in sorted(catalog.load().items()):
+    for check_id, spec in sorted(checks.catalogue().items()):
         if spec.area in ("stateful", "e2e"):  # the contract tier only: e2e starts a real Airflow (opt-in)
             continue
         result = run_check(spec, profile, sandbox, caps)

@@ -40,8 +40,9 @@ def main() -> int:
     if not shutil.which("redis-server"):
         raise SystemExit("validation: redis-server not found (apt-get install -y redis-server)")
 
-    from conformance.e2e.services import Service, free_port, wait_until
+    from conformance.e2e.services import Service, free_port
     from conformance.sandbox import SHARED_JOURNAL_ENV, Sandbox
+    from conformance.timing import WaitTimedOut, wait_until
 
     box = Sandbox.create()
     os.environ[SHARED_JOURNAL_ENV] = str(box.root / "shared-journal")
@@ -58,13 +59,14 @@ def main() -> int:
                                      "--appendonly", "no"], env, box.root)
     worker = None
     try:
-        wait_until(lambda: redis_answers(port), f"redis-server on 127.0.0.1:{port}", 20, redis.describe)
+        wait_until(lambda: redis_answers(port), f"redis-server on 127.0.0.1:{port}", 20, explain=redis.describe,
+                   poll=0.1)
         print(f"validation: redis-server pid {redis.pid} on 127.0.0.1:{port}")
         worker = Service("celery-worker", [sys.executable, "-m", "celery", "--app", CELERY_APP, "worker",
                                            "--concurrency", "4", "--pool", "prefork", "--loglevel", "INFO",
                                            "--without-mingle", "--without-gossip", "-Q", "default"], env, box.root)
         ready = worker.log
-        wait_until(lambda: b"ready." in ready.read_bytes(), "the celery worker", 120, worker.describe)
+        wait_until(lambda: b"ready." in ready.read_bytes(), "the celery worker", 120, explain=worker.describe, poll=0.1)
         print(f"validation: celery worker pid {worker.pid}")
         cmd = [sys.executable, "-m", "conformance.cli", "certify", EXECUTOR, "--report", str(report),
                "-p", "no:randomly", *args.pytest_args]
@@ -73,7 +75,7 @@ def main() -> int:
         wrote = (report / "report.json").exists()
         print(f"validation: certify exited {code}; report {'written' if wrote else 'MISSING'}: {report}")
         return 0 if wrote and code in (0, 1) else (code or 1)
-    except TimeoutError as exc:
+    except WaitTimedOut as exc:
         raise SystemExit(f"validation: {exc}") from None
     finally:
         for service in (worker, redis):

@@ -1,1 +1,30 @@
-"""The suite: one module per contract area (SPEC.md). Checks register in ``conformance.catalog``."""
+"""The suite: one module per contract area (SPEC.md). Checks register in ``conformance.catalog``.
+
+``catalogue()`` imports every area module (cheap: none imports Airflow at import time) and returns
+the registry; ``get(check_id)`` is one entry of it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import pkgutil
+
+from conformance.catalog import CATALOG, CheckSpec
+
+
+def catalogue() -> dict[str, CheckSpec]:
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+    return CATALOG
+
+
+def get(check_id: str) -> CheckSpec:
+    known = catalogue()
+    try:
+        return known[check_id]
+    except KeyError:
+        close = difflib.get_close_matches(check_id, list(known), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise KeyError(f"unknown check id {check_id!r}{hint}") from None

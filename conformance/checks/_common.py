@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from conformance.context import CheckContext
 from conformance.harness import QueuedTask, SchedulerHarness
 from conformance.probes import Probe, ProbeKind
 
 
-def long_probe(ctx: Any) -> Probe:
+def long_probe(ctx: CheckContext) -> Probe:
     """A task that stays in flight until released -- unless the executor runs tasks inside its
     heartbeat (single-threaded), where a hang would block the heartbeat; then a short sleep."""
     if ctx.capabilities.get("single_threaded"):
@@ -17,8 +16,7 @@ def long_probe(ctx: Any) -> Probe:
 
 
 def wait_started(h: SchedulerHarness, tasks: list[QueuedTask], deadline: float | None = None) -> None:
-    ids = [t.task_id for t in tasks]
-    h.drain(lambda: all(h.journal().started(i) for i in ids), f"probes {ids} to start", deadline)
+    h.wait_started(tasks, deadline)
 
 
 def names(tasks: list[QueuedTask]) -> str:

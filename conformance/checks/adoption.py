@@ -13,8 +13,10 @@ from typing import Any
 from conformance import airflow_compat as compat
 from conformance.catalog import check
 from conformance.checks._common import wait_started
+from conformance.context import CheckContext
 from conformance.harness import QueuedTask, SchedulerHarness
 from conformance.probes import Probe, ProbeKind
+from conformance.timing import WaitTimedOut
 
 _EXPECTS = ("adopt_or_reset_orphaned_tasks resets every TI returned (the subset not adopted) and "
             "makes this scheduler the owner of the rest, expecting their terminal events from this executor.")
@@ -28,13 +30,12 @@ def _external_id(h: SchedulerHarness, task: QueuedTask) -> str | None:
     return getattr(task.ti, "external_executor_id", None)
 
 
-def orphaned_tasks(ctx: Any, count: int = 2) -> tuple[SchedulerHarness, list[QueuedTask], list[Any]]:
+def orphaned_tasks(ctx: CheckContext, count: int = 2) -> tuple[SchedulerHarness, list[QueuedTask], list[Any]]:
     """Executor A starts ``count`` hanging tasks and is abandoned; returns A, the tasks, adoptable TIs."""
     a = ctx.harness(parallelism=4, name="A", job_id=1)
     tasks = [a.queue(Probe.new(ProbeKind.HANG)) for _ in range(count)]
     wait_started(a, tasks)
-    a.note("abandoned without end(): the scheduler process 'died'")
-    a.ended = True  # teardown must not end() it either: nobody will ever call A again
+    a.abandon()  # teardown must not end() it either: nobody will ever call A again
     tis = [compat.adoption_ready(t.handle, job_id=1, external_executor_id=_external_id(a, t), running=True)
            for t in tasks]
     return a, tasks, tis
@@ -45,7 +46,7 @@ def orphaned_tasks(ctx: Any, count: int = 2) -> tuple[SchedulerHarness, list[Que
        expects=_EXPECTS + " The base class returns everything (adopted nothing).",
        fix="Return the list of input TIs you could not adopt; ignore TIs of unknown jobs or without an "
            "external_executor_id instead of raising.")
-def returns_unadopted_subset(ctx: Any) -> None:
+def returns_unadopted_subset(ctx: CheckContext) -> None:
     """Empty in, empty out; foreign TIs come back as the same objects; without adoption, all come back."""
     h = ctx.harness()
     ctx.expect(list(h.adopt([])) == [], "try_adopt_task_instances([]) returned something")
@@ -64,7 +65,7 @@ def returns_unadopted_subset(ctx: Any) -> None:
              "without running them again",
        expects=_EXPECTS, fix="Find the running work by external_executor_id, add the key to running, and "
                              "report its outcome from sync(); never start it again.")
-def adopted_tasks_finish_without_rerun(ctx: Any) -> None:
+def adopted_tasks_finish_without_rerun(ctx: CheckContext) -> None:
     """B adopts A's two running tasks, tracks them, reports SUCCESS for each; each ran exactly once."""
     _, tasks, tis = orphaned_tasks(ctx)
     b = ctx.harness(name="B", job_id=2)
@@ -76,9 +77,9 @@ def adopted_tasks_finish_without_rerun(ctx: Any) -> None:
     for t in tasks:
         b.release(t)
     try:
-        b.drain(lambda: all(b.terminal_events(t.key) for t in tasks), "B to report the adopted tasks' end")
-    except AssertionError as exc:
-        raise ctx.fail(str(exc), b) from None
+        b.drain_terminal(tasks)
+    except WaitTimedOut as exc:
+        raise ctx.fail(f"B did not report the adopted tasks' end: {exc}", b) from None
     runs = {t.task_id: len(b.runs(t)) for t in tasks}
     ctx.expect(all(n == 1 for n in runs.values()), f"runs per adopted task (journal): {runs}", b)
     wrong = [t.task_id for t in tasks if b.terminal_events(t.key)[0].state != ctx.states.SUCCESS]
@@ -89,7 +90,7 @@ def adopted_tasks_finish_without_rerun(ctx: Any) -> None:
        title="adopting a TI that was already adopted neither duplicates it nor hands it back",
        expects=_EXPECTS + " Adoption runs periodically; handing back a task you own gets it reset and killed.",
        fix="Treat a TI whose key you already track as adopted (leave it out of the result).")
-def adopting_twice_is_idempotent(ctx: Any) -> None:
+def adopting_twice_is_idempotent(ctx: CheckContext) -> None:
     """B adopts the same TI twice: the second result is empty, running unchanged, one terminal event."""
     _, tasks, tis = orphaned_tasks(ctx, count=1)
     b = ctx.harness(name="B", job_id=2)
@@ -113,7 +114,7 @@ def adopting_twice_is_idempotent(ctx: Any) -> None:
        expects=_EXPECTS + " The scheduler resets those TIs and queues them again; events for them race "
                           "with the new try.",
        fix="Do not keep any state for TIs you return from try_adopt_task_instances.")
-def unadopted_never_reported(ctx: Any) -> None:
+def unadopted_never_reported(ctx: CheckContext) -> None:
     """B receives a foreign TI plus (if it adopts) A's task; whatever it hands back it never reports."""
     tis: list[Any] = []
     tasks: list[QueuedTask] = []

@@ -5,12 +5,13 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-from typing import Any
 
 from conformance import airflow_compat as compat
 from conformance.catalog import check
 from conformance.checks._common import wait_started
+from conformance.context import CheckContext
 from conformance.probes import Probe, ProbeKind
+from conformance.timing import WaitTimedOut
 
 
 @check("attributes.declared_with_types", clause="ATTR-1",
@@ -18,7 +19,7 @@ from conformance.probes import Probe, ProbeKind
        expects="Core reads these flags from the executor *class* before instantiating it (ExecutorLoader, "
                "CLI, DB checks) and treats them as bool (sentry_integration: str).",
        fix="Set each attribute at class level with a literal of the right type, e.g. `is_local = True`.")
-def declared_with_types(ctx: Any) -> None:
+def declared_with_types(ctx: CheckContext) -> None:
     """Each attribute the installed BaseExecutor defines is present on the class with its type."""
     cls = ctx.profile.executor_type()
     wrong = []
@@ -33,7 +34,7 @@ def declared_with_types(ctx: Any) -> None:
        title="an executor that declares is_single_threaded never runs two tasks at once",
        expects="Airflow 2 lets single-threaded executors run against sqlite; two tasks at once corrupt it.",
        fix="Either run one task at a time (inside sync) or declare is_single_threaded = False.")
-def single_threaded_never_overlaps(ctx: Any) -> None:
+def single_threaded_never_overlaps(ctx: CheckContext) -> None:
     """Three short tasks queued together never overlap in the journal."""
     h = ctx.harness()
     tasks = [h.queue(Probe.new(ProbeKind.OK, delay=0.1)) for _ in range(3)]
@@ -47,13 +48,13 @@ def single_threaded_never_overlaps(ctx: Any) -> None:
        expects="Executors that are not single-threaded are refused on sqlite by Airflow 2 and get "
                "parallelism slots from the scheduler; a serial executor claiming parallelism starves them.",
        fix="Run tasks concurrently up to parallelism, or declare is_single_threaded = True.")
-def parallel_executor_overlaps(ctx: Any) -> None:
+def parallel_executor_overlaps(ctx: CheckContext) -> None:
     """Two tasks that wait to be released are both in flight at once."""
     h = ctx.harness(parallelism=2)
     tasks = [h.queue(Probe.new(ProbeKind.HANG)) for _ in range(2)]
     try:
         wait_started(h, tasks)
-    except AssertionError as exc:
+    except WaitTimedOut as exc:
         raise ctx.fail(f"the two tasks were never in flight together ({exc})") from None
 
 
@@ -63,7 +64,7 @@ def parallel_executor_overlaps(ctx: Any) -> None:
        expects="The scheduler copies sentry_integration into every ExecuteTask and the task process imports "
                "it; a non-str is silently dropped, a bad path fails in every task.",
        fix="Set sentry_integration = '' or to the dotted path of an importable Sentry integration class.")
-def sentry_integration_importable(ctx: Any) -> None:
+def sentry_integration_importable(ctx: CheckContext) -> None:
     """The value is a str; if not empty it is a dotted path, and it imports whenever its top-level
     package is installed (task processes only load it when Sentry is configured, which needs it)."""
     value = getattr(ctx.profile.executor_type(), "sentry_integration", "")
@@ -84,7 +85,7 @@ def sentry_integration_importable(ctx: Any) -> None:
        title="supports_multi_team executors are built with team_name= and keep it",
        expects="ExecutorLoader builds team executors as cls(team_name=...) and routes by executor.team_name.",
        fix="Accept team_name in __init__ and pass it to BaseExecutor.__init__.")
-def multi_team_accepts_team_name(ctx: Any) -> None:
+def multi_team_accepts_team_name(ctx: CheckContext) -> None:
     """``Cls(team_name="t")`` works and ``.team_name == "t"``."""
     try:
         ex = ctx.profile.executor_type()(team_name="conformance-team")
@@ -99,7 +100,7 @@ def multi_team_accepts_team_name(ctx: Any) -> None:
        expects="Not enforced by core: with is_local the task logs are on the scheduler host, and only "
                "serve_logs=True starts the log server that lets the UI read them.",
        fix="Set serve_logs = True when is_local = True, unless logs are shipped elsewhere.")
-def serve_logs_goes_with_is_local(ctx: Any) -> None:
+def serve_logs_goes_with_is_local(ctx: CheckContext) -> None:
     """is_local without serve_logs is reported as advice."""
     cls = ctx.profile.executor_type()
     if getattr(cls, "is_local", False) and not getattr(cls, "serve_logs", False):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
 
 from conformance import airflow_compat as compat
 from conformance.catalog import check
+from conformance.context import CheckContext
 from conformance.probes import Probe, ProbeKind
 
 
@@ -22,7 +22,7 @@ def _core_command_names() -> set[str]:
                "Airflow's argparse tree; a name that collides shadows a core command.",
        fix="Declare @staticmethod get_cli_commands() returning GroupCommand/ActionCommand objects with "
            "unique names.")
-def commands_are_valid(ctx: Any) -> None:
+def commands_are_valid(ctx: CheckContext) -> None:
     """Static, a list of GroupCommand/ActionCommand, no collision, buildable into a parser."""
     from airflow.cli.cli_config import ActionCommand, GroupCommand
 
@@ -44,7 +44,7 @@ def commands_are_valid(ctx: Any) -> None:
        title="get_task_log(ti, try_number) returns two lists and never raises for a task without logs",
        expects="FileTaskHandler asks the executor for logs whenever a user opens a task's log page.",
        fix="Return ([], []) when there is nothing, and (messages, log_lines) lists otherwise.")
-def get_task_log_shape(ctx: Any) -> None:
+def get_task_log_shape(ctx: CheckContext) -> None:
     """For a task that never ran and for one that did: (list, list)."""
     h = ctx.harness()
     never = compat.make_task("conformance_dag", "never_ran_task")

@@ -14,23 +14,25 @@ from typing import Any
 
 from conformance import airflow_compat as compat
 from conformance.catalog import check
+from conformance.context import CheckContext
 from conformance.e2e.deployment import PARALLELISM, Deployment, Run, SchedulerDied, TaskRow, describe_tasks
 from conformance.e2e.probe_dags import CRASH_TASKS, PARALLEL_TASKS, SENSOR_POKES
 from conformance.e2e.services import E2ESetupError
 from conformance.journal import pid_alive
-from conformance.runner import ConformanceFailure
+from conformance.outcomes import ConformanceFailure
+from conformance.timing import WaitTimedOut
 
 #: the stuck scenario's [scheduler] task_queued_timeout, in seconds
 STUCK_TIMEOUT = 4
 
 
 @contextmanager
-def _deployment(ctx: Any) -> Iterator[Deployment]:
+def _deployment(ctx: CheckContext) -> Iterator[Deployment]:
     """The shared deployment; waits that time out and a dying scheduler become this check's failure."""
     from conformance.e2e.shared import NotConfigurable, NotStartable, deployment_for
 
     try:
-        deployment = deployment_for(ctx.profile, ctx.sandbox)
+        deployment = deployment_for(ctx.profile, ctx.sandbox, ctx.time.scale)
     except NotStartable as exc:
         raise ctx.not_supported(str(exc)) from None
     except NotConfigurable as exc:
@@ -41,7 +43,7 @@ def _deployment(ctx: Any) -> Iterator[Deployment]:
         raise ConformanceFailure(f"[{ctx.spec.id}] the e2e deployment could not be started: {exc}") from None
     try:
         yield deployment
-    except (TimeoutError, SchedulerDied) as exc:
+    except (WaitTimedOut, SchedulerDied) as exc:
         raise ctx.fail(str(exc)) from None
 
 
@@ -86,7 +88,7 @@ def _max_concurrency(runs: list[dict[str, Any]]) -> int:
                "sensor keeps its slot until it succeeds.",
        fix="Run the command/workload the scheduler queued (execute_async on 2.x, _process_workloads on 3.x) and "
            "report its terminal state; read the scheduler log in the message.")
-def dag_run_completes(ctx: Any) -> None:
+def dag_run_completes(ctx: CheckContext) -> None:
     """cfe_complete: first >> second, and a sensor that succeeds on its third poke; all must succeed."""
     with _deployment(ctx) as deployment:
         state, tasks, records = _run_to_end(deployment, "cfe_complete")
@@ -110,7 +112,7 @@ def dag_run_completes(ctx: Any) -> None:
                "executor; after its last retry it ends FAILED and the DAG run fails.",
        fix="Key everything by the full TaskInstanceKey including try_number: a retry is a new key and must "
            "be run even though the previous try of the same task was seen before.")
-def failed_task_retries_honoured(ctx: Any) -> None:
+def failed_task_retries_honoured(ctx: CheckContext) -> None:
     """cfe_retries: one task that always fails, retries=1: two runs (tries 1 and 2), then FAILED."""
     with _deployment(ctx) as deployment:
         state, tasks, records = _run_to_end(deployment, "cfe_retries", deadline=90)
@@ -129,7 +131,7 @@ def failed_task_retries_honoured(ctx: Any) -> None:
                "[core] parallelism tasks at once.",
        fix="Keep each key in self.running from dispatch until its terminal event (success()/fail()), and "
            "take [core] parallelism as the default (do not hard-code a parallelism in __init__).")
-def parallelism_respected(ctx: Any) -> None:
+def parallelism_respected(ctx: CheckContext) -> None:
     """cfe_parallel: six tasks that each hold for a while with [core] parallelism = 3."""
     limit = min(PARALLELISM, ctx.build(parallelism=PARALLELISM).parallelism or PARALLELISM)
     with _deployment(ctx) as deployment:
@@ -161,7 +163,7 @@ def _adopted_or_rerun(deployment: Deployment, run: Run, crashed: set[str], new_j
        fix="In try_adopt_task_instances adopt exactly the TIs whose work is still alive (external_executor_id "
            "identifies it), track them like your own, and return the others; an executor that cannot adopt "
            "must not override it.")
-def scheduler_crash_recovery(ctx: Any) -> None:
+def scheduler_crash_recovery(ctx: CheckContext) -> None:
     """cfe_crash: two tasks held until released; the scheduler is SIGKILLed while they run (one, for a
     single-threaded executor), a new one starts, then they are released. Judged by the journal (how often
     each task ran) and the database."""
@@ -175,7 +177,7 @@ def scheduler_crash_recovery(ctx: Any) -> None:
             deployment.release(run)  # never leave held tasks behind for the next scenario
 
 
-def _crash_and_recover(ctx: Any, deployment: Deployment, run: Run, adopts: bool, at_once: int) -> None:
+def _crash_and_recover(ctx: CheckContext, deployment: Deployment, run: Run, adopts: bool, at_once: int) -> None:
     def running() -> set[str]:
         started = set(_runs_by_task(deployment.journal(run)))
         return {t.task_id for t in deployment.tasks(run).values() if t.state == "running" and t.task_id in started}
@@ -203,7 +205,7 @@ def _crash_and_recover(ctx: Any, deployment: Deployment, run: Run, adopts: bool,
         try:
             deployment.wait_for(lambda: not any(pid_alive(pid) for pid in before),
                                 "the dead scheduler's attempts to stop after their tasks were reset", 60)
-        except TimeoutError:
+        except WaitTimedOut:
             alive = sorted(t for pid, t in before.items() if pid_alive(pid))
             raise ctx.fail(f"60 s after the new scheduler reset {alive}, their pre-crash attempts were still "
                            "running next to the re-runs: two attempts of one task at once") from None
@@ -236,7 +238,7 @@ def _crash_and_recover(ctx: Any, deployment: Deployment, run: Run, adopts: bool,
                "there: any other exception ends the scheduler.",
        fix="Make revoke_task/cleanup_stuck_queued_tasks stop the attempt (kill its process, revoke its "
            "message) and return normally; never let a backend error escape from them.")
-def stuck_in_queued_handled(ctx: Any) -> None:
+def stuck_in_queued_handled(ctx: CheckContext) -> None:
     """cfe_stuck: its task cannot leave QUEUED (2.x: its process blocks parsing the DAG file; 3.x: the API
     server is frozen) while task_queued_timeout is 4 s; the TI must end FAILED with the scheduler alive."""
     with _deployment(ctx) as deployment:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from conformance import airflow_compat as compat
 from conformance.catalog import check
+from conformance.context import CheckContext
 from conformance.probes import Probe, ProbeKind
 
 
@@ -16,7 +15,7 @@ from conformance.probes import Probe, ProbeKind
                "died. A killed task is never SUCCESS.",
        fix="Report success only when the runner returned normally; report fail for exceptions, non-zero "
            "exits (2.x) and processes that died; report each task once.")
-def one_terminal_event_matching_journal(ctx: Any) -> None:
+def one_terminal_event_matching_journal(ctx: CheckContext) -> None:
     """ok, fail, raise, crash and kill probes: one terminal event each, with the right state."""
     h = ctx.harness()
     s = ctx.states
@@ -45,7 +44,7 @@ def one_terminal_event_matching_journal(ctx: Any) -> None:
        expects="The scheduler selects TIs by the event's key and compares state with TaskInstanceState "
                "members; events for unknown keys are dropped silently, other state types are ignored.",
        fix="Only report keys you were given; use TaskInstanceState members (or the success/fail helpers).")
-def only_known_keys_and_states(ctx: Any) -> None:
+def only_known_keys_and_states(ctx: CheckContext) -> None:
     """After two tasks ran, every event key is one of them and every value is (state, info)."""
     h = ctx.harness()
     tasks = [h.queue(Probe.new(k)) for k in (ProbeKind.OK, ProbeKind.RAISE)]
@@ -69,7 +68,7 @@ def only_known_keys_and_states(ctx: Any) -> None:
        expects="The scheduler takes the whole buffer each loop; backfill and tests filter by dag. An event "
                "returned twice is processed twice; a filter that takes everything loses other dags' events.",
        fix="Do not override get_event_buffer, or pop exactly the matching keys.")
-def buffer_flush_and_dag_filter(ctx: Any) -> None:
+def buffer_flush_and_dag_filter(ctx: CheckContext) -> None:
     """Events of dag A and dag B: filter on A, then flush B, then nothing."""
     h = ctx.harness()
     ex = h.executor
@@ -96,7 +95,7 @@ def buffer_flush_and_dag_filter(ctx: Any) -> None:
        expects="For QUEUED/RUNNING the scheduler only stores info as external_executor_id; one arriving "
                "after SUCCESS/FAILED overwrites the terminal event in the buffer or re-opens the TI.",
        fix="Emit QUEUED/RUNNING only before the terminal event, with info = the external id (a str) or None.")
-def intermediate_states_precede_terminal(ctx: Any) -> None:
+def intermediate_states_precede_terminal(ctx: CheckContext) -> None:
     """For three tasks: no QUEUED/RUNNING after a terminal event; their info is str or None."""
     h = ctx.harness()
     s = ctx.states
@@ -124,7 +123,7 @@ def intermediate_states_precede_terminal(ctx: Any) -> None:
        expects="The scheduler injects FAILED (change_state / fail) for stuck and heartbeat-timed-out TIs "
                "that the executor may have forgotten.",
        fix="Do not assume the key is in running; keep the base change_state or guard your bookkeeping.")
-def tolerates_unknown_keys(ctx: Any) -> None:
+def tolerates_unknown_keys(ctx: CheckContext) -> None:
     """fail() and change_state(FAILED) on a foreign key, then a heartbeat: nothing raises."""
     h = ctx.harness()
     foreign = compat.make_key("conformance_foreign", "unknown_task", "r", 1)

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any
-
 from conformance.catalog import check
-
-ENV_REPRODUCER_DIR = "CONFORMANCE_REPRODUCER_DIR"
+from conformance.context import CheckContext
 
 
 @check("stateful.scheduler_action_sequences", clause="PROP",
@@ -18,14 +13,16 @@ ENV_REPRODUCER_DIR = "CONFORMANCE_REPRODUCER_DIR"
                "in one place, events matching what ran) must survive any interleaving.",
        fix="Replay the generated reproducer, which rebuilds your executor and runs the minimal failing "
            "programme step by step.")
-def scheduler_action_sequences(ctx: Any) -> None:
+def scheduler_action_sequences(ctx: CheckContext) -> None:
     """A RuleBasedStateMachine (profile ``ci`` by default, ``thorough`` via
-    --conformance-hypothesis-profile) drives the executor; invariants are checked after every step."""
+    --conformance-hypothesis-profile) drives the executor; invariants are checked after every step.
+    The whole run fits the time model's ``state_machine`` budget."""
     from conformance.stateful import PropertyViolated, run_stateful
 
-    target = os.environ.get(ENV_REPRODUCER_DIR)
+    opts = ctx.options
     try:
-        run_stateful(ctx.profile, ctx.sandbox, reproducer_dir=Path(target) if target else None,
-                     derandomize=bool(os.environ.get("CONFORMANCE_HYPOTHESIS_DERANDOMIZE")))
+        run_stateful(ctx.profile, ctx.sandbox, hypothesis_profile=opts.hypothesis_profile,
+                     derandomize=opts.derandomize, reproducer_dir=opts.reproducer_dir, time_model=opts.time,
+                     capabilities=ctx.capabilities)
     except PropertyViolated as exc:
         raise ctx.fail(str(exc)) from None

@@ -7,6 +7,7 @@ from typing import Any
 from conformance import airflow_compat as compat
 from conformance.catalog import check
 from conformance.checks._common import wait_started
+from conformance.context import CheckContext
 from conformance.probes import Probe, ProbeKind
 
 _EXPECTS = ("_handle_tasks_stuck_in_queued calls revoke_task(ti=...) (2.x falls back to "
@@ -14,7 +15,7 @@ _EXPECTS = ("_handle_tasks_stuck_in_queued calls revoke_task(ti=...) (2.x falls 
             "forget the task, never start it afterwards, and not raise.")
 
 
-def _stuck(ctx: Any, h: Any, tis: list[Any]) -> list[str]:
+def _stuck(ctx: CheckContext, h: Any, tis: list[Any]) -> list[str]:
     try:
         return h.stuck(tis)
     except compat.StuckHandlingUnsupported:
@@ -24,7 +25,7 @@ def _stuck(ctx: Any, h: Any, tis: list[Any]) -> list[str]:
 @check("stuck.revoked_queued_task_never_starts", clause="STUCK-1", needs=("stuck_handling",),
        title="a task revoked while still queued never starts and is no longer tracked",
        expects=_EXPECTS, fix="In revoke_task, pop the key from queued_tasks (and your own queues).")
-def revoked_queued_task_never_starts(ctx: Any) -> None:
+def revoked_queued_task_never_starts(ctx: CheckContext) -> None:
     """Queue, revoke before any heartbeat, heartbeat ten times, end: the probe never ran."""
     h = ctx.harness()
     task = h.queue(Probe.new(ProbeKind.OK))
@@ -41,7 +42,7 @@ def revoked_queued_task_never_starts(ctx: Any) -> None:
        title="revoke_task adds no event and does not raise, even for an unknown TI",
        expects=_EXPECTS + " An event from revoke races with the scheduler's own requeue/fail decision.",
        fix="Do not call success/fail/change_state in revoke_task; ignore TIs you do not know.")
-def revoke_adds_no_event_and_never_raises(ctx: Any) -> None:
+def revoke_adds_no_event_and_never_raises(ctx: CheckContext) -> None:
     """Revoke a queued TI and a TI the executor never saw: nothing raises, the buffer is unchanged."""
     h = ctx.harness()
     task = h.queue(Probe.new(ProbeKind.OK))
@@ -56,7 +57,7 @@ def revoke_adds_no_event_and_never_raises(ctx: Any) -> None:
 @check("stuck.revoked_running_task_untracked", clause="STUCK-2", needs=("revoke", "parallel"),
        title="revoking a task that already started drops it from running and frees its slot",
        expects=_EXPECTS, fix="In revoke_task, stop the task and discard its key from self.running.")
-def revoked_running_task_untracked(ctx: Any) -> None:
+def revoked_running_task_untracked(ctx: CheckContext) -> None:
     """A hanging task is revoked: not in running, has_task False, slot free; no event follows."""
     h = ctx.harness(parallelism=2)
     ex = h.executor
@@ -78,7 +79,7 @@ def revoked_running_task_untracked(ctx: Any) -> None:
        title="after revoke/cleanup the same TI can be queued again (next try) and runs normally",
        expects="After a revoke the scheduler sets the TI back to scheduled and queues it again.",
        fix="Forget everything about a revoked key; do not block its dag/task from running again.")
-def requeued_after_revoke_runs(ctx: Any) -> None:
+def requeued_after_revoke_runs(ctx: CheckContext) -> None:
     """Queue, revoke, queue the next try: it runs once and succeeds."""
     h = ctx.harness()
     first = h.queue(Probe.new(ProbeKind.OK))
@@ -98,7 +99,7 @@ def requeued_after_revoke_runs(ctx: Any) -> None:
        expects="The 2.x scheduler iterates the result: `for ti_repr in executor.cleanup_stuck_queued_tasks"
                "(tis=...)` and logs each item.",
        fix="Return a list of str (e.g. repr of each TI handled).")
-def cleanup_returns_consumable(ctx: Any) -> None:
+def cleanup_returns_consumable(ctx: CheckContext) -> None:
     """The result is iterable and holds one str per TI."""
     h = ctx.harness()
     task = h.queue(Probe.new(ProbeKind.OK))

@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from conformance import airflow_compat as compat
+from conformance import processes
 from conformance.e2e.probe_dags import write_probe_dags
-from conformance.e2e.services import E2ESetupError, PostgresServer, Service, free_port, kill_marked, wait_until
+from conformance.e2e.services import E2ESetupError, PostgresServer, Service, free_port, kill_marked
+from conformance.timing import wait_until
 
 MARKER_ENV = "CONFORMANCE_E2E_DEPLOYMENT"
+processes.KEEP_MARKERS.add(MARKER_ENV)  # the deployment stops its own processes (Deployment.close)
 #: [core] parallelism of the deployment: small, so that the parallelism scenario can exceed it
 PARALLELISM = 3
 TERMINAL_RUN_STATES = {"success", "failed"}
@@ -63,8 +66,9 @@ class TaskRow:
 class Deployment:
     """Airflow home, database, probe DAGs and the running components for one executor."""
 
-    def __init__(self, root: Path, executor_path: str, server_database: bool):
+    def __init__(self, root: Path, executor_path: str, server_database: bool, scale: float = 1.0):
         self.root = root
+        self.scale = scale  # the run's time scale: every wait of the deployment is multiplied by it
         self.executor_path = executor_path
         self.home = root / "airflow_home"
         self.logs = root / "logs"
@@ -140,10 +144,11 @@ class Deployment:
             processor = Service("dag-processor", [sys.executable, "-m", "airflow", "dag-processor"],
                                 self.environment(), self.logs, cwd=self.root)
             self.others.append(processor)
-            wait_until(lambda: self._api_answers(api), "the API server to answer on 127.0.0.1", 90, api.describe)
+            wait_until(lambda: self._api_answers(api), "the API server to answer on 127.0.0.1", 90 * self.scale,
+                       explain=api.describe, poll=0.1)
         self.start_scheduler()
-        wait_until(lambda: self._all_parsed(), "the probe DAGs to be parsed into the database", 120,
-                   self.diagnose)
+        wait_until(lambda: self._all_parsed(), "the probe DAGs to be parsed into the database", 120 * self.scale,
+                   explain=self.diagnose, poll=0.1)
 
     def start_scheduler(self, **overrides: str) -> Service:
         """Start a scheduler and wait until its job heartbeats; returns it (also ``self.scheduler``)."""
@@ -163,7 +168,8 @@ class Deployment:
             job = self.latest_scheduler_job()
             return job is not None and job["id"] != (previous or {}).get("id") and job["state"] == "running"
 
-        wait_until(registered, "the scheduler to register its job", 90, scheduler.describe)
+        wait_until(registered, "the scheduler to register its job", 90 * self.scale, explain=scheduler.describe,
+                   poll=0.1)
         return scheduler
 
     def restart_scheduler(self, **overrides: str) -> Service:
@@ -263,7 +269,7 @@ class Deployment:
                                     + self.scheduler.describe())
             return condition()
 
-        return wait_until(guarded, what, deadline, self.diagnose)
+        return wait_until(guarded, what, deadline * self.scale, explain=self.diagnose, poll=0.1)
 
     def wait_for_run(self, run: Run, deadline: float = 120) -> str:
         def finished() -> str | None:

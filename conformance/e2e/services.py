@@ -16,10 +16,10 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from conformance import processes
+from conformance.timing import WaitTimedOut, wait_until
 
 
 class E2ESetupError(RuntimeError):
@@ -30,21 +30,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_until(condition: Callable[[], object], what: str, deadline: float,
-               diagnose: Callable[[], str] | None = None) -> object:
-    """Poll ``condition`` until it returns something truthy; raise naming ``what`` at the deadline."""
-    limit = time.monotonic() + deadline
-    pause = threading.Event()
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > limit:
-            extra = f"\n{diagnose()}" if diagnose else ""
-            raise TimeoutError(f"waited {deadline:.0f}s for {what}{extra}")
-        pause.wait(0.1)
 
 
 def tail(path: Path, lines: int = 25) -> str:
@@ -67,6 +52,7 @@ class Service:
             self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
                                          user=user)
+        processes.KEEP.add(self.proc.pid)  # its own session: the suite's sweeps leave it to its owner
 
     @property
     def pid(self) -> int:
@@ -127,21 +113,22 @@ def kill_marked(name: str, value: str, cwd: Path, deadline: float = 10.0) -> lis
 
     Called after the components were stopped: what they were still taking down gets a moment to go
     by itself first, so that only real stragglers are reported."""
-    pause = threading.Event()
-    settle = time.monotonic() + 3.0
-    while processes_of(name, value, cwd) and time.monotonic() < settle:
-        pause.wait(0.05)
+    with contextlib.suppress(WaitTimedOut):
+        wait_until(lambda: not processes_of(name, value, cwd), "the deployment's processes to exit", 3.0, poll=0.05)
     leaked = processes_of(name, value, cwd)
     described = [f"{pid} ({_command_of(pid)})" for pid in leaked]
     for pid in leaked:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
-    limit = time.monotonic() + deadline
-    while time.monotonic() < limit and set(processes_of(name, value, cwd)) & set(leaked):
-        for pid in leaked:  # reap our own children so they do not linger as zombies
+
+    def reap() -> None:  # our own children must not linger as zombies
+        for pid in leaked:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-        pause.wait(0.05)
+
+    with contextlib.suppress(WaitTimedOut):
+        wait_until(lambda: not set(processes_of(name, value, cwd)) & set(leaked), "killed processes to exit",
+                   deadline, poll=0.05, each=reap)
     return described
 
 
@@ -180,7 +167,7 @@ class PostgresServer:
                                             "-c", "fsync=off", "-c", "max_connections=200"],
                                env={"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"},
                                log_dir=log_dir, user=self.user)
-        wait_until(self._ready, "PostgreSQL to accept connections", 30, self.service.describe)
+        wait_until(self._ready, "PostgreSQL to accept connections", 30, explain=self.service.describe, poll=0.1)
         create = subprocess.run([str(self.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
                                  "-c", "CREATE DATABASE airflow"], capture_output=True, text=True, check=False)
         if create.returncode:

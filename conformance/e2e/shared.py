@@ -56,7 +56,7 @@ def needs_server_database(profile: Any) -> bool:
     return compat.major() < 3 and not getattr(profile.executor_class, "is_single_threaded", False)
 
 
-def deployment_for(profile: Any, sandbox: Sandbox) -> Deployment:
+def deployment_for(profile: Any, sandbox: Sandbox, scale: float = 1.0) -> Deployment:
     executor = dotted_path(profile)
     server_db = needs_server_database(profile)
     current: Deployment | None = _CURRENT.get("deployment")
@@ -68,7 +68,7 @@ def deployment_for(profile: Any, sandbox: Sandbox) -> Deployment:
     close_current()
     root = sandbox.root / f"e2e-{next(_COUNTER)}"
     root.mkdir()
-    deployment = Deployment(root, executor, server_database=server_db)
+    deployment = Deployment(root, executor, server_database=server_db, scale=scale)
     _CURRENT["deployment"] = deployment
     sandbox.on_deactivate(close_current)
     atexit.register(close_current)  # a runner that never deactivates the sandbox still stops it

@@ -1,0 +1,134 @@
+"""The one time model: every wait in the suite takes its deadline from here.
+
+A verdict must not depend on how fast the machine or the backend happens to be. So no wait has a
+fixed deadline of its own: a ``TimeModel`` turns a short calibration of *this* executor on *this*
+machine (how long a no-op task takes from queue to terminal event, how long a heartbeat takes) into
+budgets, with a floor so that a very fast calibration cannot make them tight, and a user ``scale``
+(``--conformance-time-scale``) on top. Every wait still ends the moment its condition holds
+(``wait_until``), so a fast executor stays fast whatever the budgets are.
+
+There is one timeout exception, ``WaitTimedOut``, and one polling loop, ``wait_until``; the harness,
+the sandbox, the state machine and the e2e tier all use them. This module imports nothing from
+Airflow or from the rest of the suite.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: Floors (seconds, before ``scale``): what a budget is at least, however fast the calibration was.
+FLOORS: dict[str, float] = {
+    "call": 10.0,  # any executor call except heartbeat/end/terminate
+    "heartbeat": 10.0,  # one heartbeat()
+    "event": 10.0,  # a task going from queued to its terminal event (or to its start)
+    "report": 4.0,  # a task whose work finished, to its terminal event (decisive evidence past it)
+    "end": 30.0,  # end() with work in flight
+    "terminate": 15.0,  # terminate() and the task processes going away after it
+    "settle": 3.0,  # released probes writing their end entry; leftovers going away
+    "window": 0.5,  # an observation window: the chance a broken executor gets to show itself
+    "state_machine": 240.0,  # the whole hypothesis run, generation and shrinking
+    "e2e": 120.0,  # one DAG run under a real scheduler
+}
+
+#: How many calibrated round trips (or heartbeats) a budget allows before its floor applies.
+_MARGINS: dict[str, tuple[str, float]] = {
+    "call": ("heartbeat", 20.0),
+    "heartbeat": ("heartbeat", 20.0),
+    "event": ("round_trip", 8.0),
+    "report": ("report_latency", 8.0),
+    "end": ("round_trip", 20.0),
+    "terminate": ("round_trip", 8.0),
+    "settle": ("round_trip", 4.0),
+    "window": ("start_latency", 3.0),
+    "state_machine": ("round_trip", 400.0),
+    "e2e": ("round_trip", 60.0),
+}
+
+
+class WaitTimedOut(AssertionError):
+    """A condition awaited with a budget did not hold in time. The message says what was awaited and
+    the state that explains it; ``evidence`` carries that state for whoever classifies the verdict."""
+
+    def __init__(self, message: str, *, what: str = "", budget: float = 0.0, evidence: Any = None):
+        super().__init__(message)
+        self.what = what
+        self.budget = budget
+        self.evidence = evidence
+
+
+def wait_until(condition: Callable[[], T], what: str, budget: float, *, poll: float = 0.01,
+               explain: Callable[[], str] | None = None, each: Callable[[], None] | None = None) -> T:
+    """Call ``each`` (if given) then ``condition`` until it returns something truthy; return that.
+
+    Past ``budget`` seconds raise ``WaitTimedOut`` naming ``what`` and, through ``explain``, the state
+    that explains why it did not happen. The pause between polls is an ``Event.wait`` -- the process
+    is waiting for a condition, not sleeping as synchronisation."""
+    limit = time.monotonic() + budget
+    pause = threading.Event()
+    while True:
+        if each is not None:
+            each()
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > limit:
+            detail = ""
+            if explain is not None:
+                try:
+                    detail = explain()
+                except Exception as exc:  # an explanation must never hide the timeout itself
+                    detail = f"(state unavailable: {type(exc).__name__}: {exc})"
+            message = f"waited {budget:.1f}s for {what}, it did not happen" + (f"\n{detail}" if detail else "")
+            raise WaitTimedOut(message, what=what, budget=budget)
+        pause.wait(poll)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What a few no-op tasks cost on this machine with this executor (seconds, the worst sample)."""
+
+    round_trip: float = 0.0  # queue -> terminal event
+    start_latency: float = 0.0  # queue -> the task's process started (journal)
+    report_latency: float = 0.0  # the task's process ended (journal) -> terminal event
+    heartbeat: float = 0.0  # one heartbeat() with nothing to do
+    samples: int = 0
+    error: str = ""  # why calibration could not finish (then the floors apply)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TimeModel:
+    """Budgets for every wait, from one calibration, floors and a user scale."""
+
+    scale: float = 1.0
+    calibration: Calibration = field(default_factory=Calibration)
+
+    def __post_init__(self) -> None:
+        if not self.scale > 0:
+            raise ValueError(f"time scale must be > 0, got {self.scale!r}")
+
+    def budget(self, kind: str) -> float:
+        """Seconds allowed for ``kind`` (a key of ``FLOORS``); a typo is an error, not a default."""
+        if kind not in FLOORS:
+            raise KeyError(f"unknown budget kind {kind!r}; known: {sorted(FLOORS)}")
+        measure, margin = _MARGINS[kind]
+        measured = float(getattr(self.calibration, measure)) * margin
+        return max(FLOORS[kind], measured) * self.scale
+
+    def scaled(self, factor: float) -> TimeModel:
+        return TimeModel(scale=self.scale * factor, calibration=self.calibration)
+
+    def calibrated(self, calibration: Calibration) -> TimeModel:
+        return TimeModel(scale=self.scale, calibration=calibration)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "calibration": self.calibration.as_dict(),
+                "budgets": {kind: round(self.budget(kind), 3) for kind in FLOORS}}
