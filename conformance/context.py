@@ -114,6 +114,8 @@ class CheckContext:
         killed after it; processes the check left behind are ended. Problems are always reported,
         whatever the check's own verdict was."""
         problems: list[str] = []
+        for h in self.harnesses:
+            h.release_all()
         for h in reversed(self.harnesses):
             problems += h.close()
         settle = self.budget("settle")

@@ -401,11 +401,16 @@ class SchedulerHarness:
         return "\n".join(head + ["  " + line.render() for line in lines])
 
     # -- teardown --------------------------------------------------------------------------------
+    def release_all(self) -> None:
+        """Let every held probe of this harness finish (before any harness is ended: an adopting
+        executor's end() waits for work another harness queued)."""
+        for task in self.tasks.values():
+            probes.release(self.sandbox.journal_dir, task.probe)
+
     def close(self) -> list[str]:
         """Stop everything this harness started; return problems found (always reported)."""
         problems: list[str] = []
-        for task in self.tasks.values():
-            probes.release(self.sandbox.journal_dir, task.probe)
+        self.release_all()
         if self.started and not self.ended and not self.abandoned:
             try:
                 self.end()

@@ -334,6 +334,8 @@ class ExecutorMachine(RuleBasedStateMachine):
             self._check_against_journal()
         finally:
             for h in (*self.retired, self.harness):
+                h.release_all()
+            for h in (*self.retired, self.harness):
                 h.close()
             cfg.sandbox.settle(cfg.time.budget("settle"))
             cfg.sandbox.kill_leaked_probes()

@@ -107,6 +107,24 @@ class ReversedPrioritySequential(SequentialExecutor):
         return list(reversed(list(super().order_queued_tasks_by_priority())))
 
 
+class RaisesOnUnservedQueue(LocalExecutor):
+    """Validates the queue while dispatching: a queue it has no worker for raises out of heartbeat()."""
+
+    def execute_async(self, key: Any, command: Any, queue: str | None = None, executor_config: Any = None) -> None:
+        _refuse_unserved(queue)
+        super().execute_async(key, command, queue, executor_config)
+
+    def _process_workloads(self, workloads: Any) -> None:
+        for workload in workloads:
+            _refuse_unserved(getattr(workload.ti, "queue", "default"))
+        super()._process_workloads(workloads)
+
+
+def _refuse_unserved(queue: str | None) -> None:
+    if queue not in (None, "default"):
+        raise ValueError(f"no worker serves queue {queue!r}")
+
+
 class ChattySync(LocalExecutor):
     """Emits a heartbeat 'event' for a key nobody queued."""
 
@@ -200,6 +218,17 @@ class AlwaysSuccess(LocalExecutor):
 class StringStates(LocalExecutor):
     def _report(self, key: Any, state: str, info: str) -> None:
         self.change_state(key, state, info)  # "success"/"failed" strings, not TaskInstanceState
+
+
+class ReportsUpForRetry(LocalExecutor):
+    """Reports a failed task UP_FOR_RETRY, 'to help the scheduler retry it': a state only the scheduler
+    may set (it decides retries from the task's retries and try number)."""
+
+    def _report(self, key: Any, state: str, info: str) -> None:
+        if state == FAILED:
+            self.change_state(key, TaskInstanceState.UP_FOR_RETRY, info)
+        else:
+            super()._report(key, state, info)
 
 
 class FilterIgnored(LocalExecutor):
@@ -329,6 +358,22 @@ class AdoptRaisesOnForeign(LocalExecutor):
 class AdoptReturnsStrangers(LocalExecutor):
     def try_adopt_task_instances(self, tis: Any) -> Any:
         return [copy.copy(ti) for ti in super().try_adopt_task_instances(tis)]
+
+
+class ClaimsForeignAdoption(LocalExecutor):
+    """Leaves every TI with an external id out of the result (claims it) without looking for its work."""
+
+    def try_adopt_task_instances(self, tis: Any) -> Any:
+        return [ti for ti in tis if not ti.external_executor_id]
+
+
+class AdoptsNothing(LocalExecutor):
+    """Overrides try_adopt_task_instances only to log: it hands everything back, like the base class.
+    Its override must not make it count as an executor that adopts (confirmed by behaviour)."""
+
+    def try_adopt_task_instances(self, tis: Any) -> Any:
+        self.log.info("not adopting %d task instances", len(tis))
+        return list(tis)
 
 
 class AdoptReturnsAdopted(LocalExecutor):
@@ -530,6 +575,7 @@ NEGATIVE_CONTROLS: dict[str, list[Control]] = {
     "heartbeat.does_not_block": [Control(BlockingSync)],
     "heartbeat.priority_order": [Control(ReversedPriority), Control(ReversedPrioritySequential)],
     "heartbeat.empty_heartbeat_changes_nothing": [Control(ChattySync)],
+    "heartbeat.unserved_queue_does_not_raise": [Control(RaisesOnUnservedQueue)],
     "lifecycle.constructible_without_arguments": [Control(NeedsArguments, {"endpoint": "http://x"})],
     "lifecycle.end_waits_and_flushes": [Control(EndDoesNotWait)],
     "lifecycle.terminate_stops_work": [Control(TerminateDoesNothing)],
@@ -539,7 +585,7 @@ NEGATIVE_CONTROLS: dict[str, list[Control]] = {
     "lifecycle.tracks_task_until_terminal": [Control(ForgetsRunning)],
     "lifecycle.repeated_build_start_end": [Control(OneShotExecutor)],
     "events.one_terminal_event_matching_journal": [Control(AlwaysSuccess)],
-    "events.only_known_keys_and_states": [Control(StringStates), Control(ChattySync)],
+    "events.only_known_keys_and_states": [Control(StringStates), Control(ChattySync), Control(ReportsUpForRetry)],
     "events.buffer_flush_and_dag_filter": [Control(FilterIgnored)],
     "events.intermediate_states_precede_terminal": [Control(RunningAfterTerminal)],
     "events.tolerates_unknown_keys": [Control(StrictChangeState)],
@@ -550,7 +596,8 @@ NEGATIVE_CONTROLS: dict[str, list[Control]] = {
     "stuck.revoked_running_task_untracked": [Control(RevokeLeavesRunning)],
     "stuck.requeued_after_revoke_runs": [Control(RemembersRevoked)],
     "stuck.cleanup_returns_consumable": [Control(CleanupReturnsNone), Control(CleanupLeavesQueued)],
-    "adoption.returns_unadopted_subset": [Control(AdoptRaisesOnForeign), Control(AdoptReturnsStrangers)],
+    "adoption.returns_unadopted_subset": [Control(AdoptRaisesOnForeign), Control(AdoptReturnsStrangers),
+                                          Control(ClaimsForeignAdoption)],
     "adoption.adopted_tasks_finish_without_rerun": [Control(AdoptReturnsAdopted), Control(AdoptNeverReports),
                                                     Control(AdoptReruns)],
     "adoption.adopting_twice_is_idempotent": [Control(AdoptTwiceHandsBack)],

@@ -44,20 +44,26 @@ def orphaned_tasks(ctx: CheckContext, count: int = 2) -> tuple[SchedulerHarness,
 @check("adoption.returns_unadopted_subset", clause="ADOPT-1",
        title="try_adopt_task_instances returns a subset of its input (the same objects) and never raises",
        expects=_EXPECTS + " The base class returns everything (adopted nothing).",
-       fix="Return the list of input TIs you could not adopt; ignore TIs of unknown jobs or without an "
-           "external_executor_id instead of raising.")
+       fix="Return the list of input TIs you could not adopt -- every TI whose work you cannot find and track; "
+           "ignore TIs of unknown jobs or without an external_executor_id instead of raising.")
 def returns_unadopted_subset(ctx: CheckContext) -> None:
-    """Empty in, empty out; foreign TIs come back as the same objects; without adoption, all come back."""
+    """Empty in, empty out; foreign TIs (no external id, an external id that exists nowhere) come back as
+    the same objects; a TI left out of the result must be tracked (has_task)."""
     h = ctx.harness()
     ctx.expect(list(h.adopt([])) == [], "try_adopt_task_instances([]) returned something")
     foreign = [compat.adoption_ready(compat.make_task("conformance_foreign", f"foreign_{i}"), job_id=99,
-                                     external_executor_id=None, running=True) for i in range(2)]
+                                     external_executor_id=ext, running=True)
+               for i, ext in enumerate((None, "conformance-no-such-external-id"))]
     result = h.adopt(foreign)
     ids = {id(ti) for ti in foreign}
     strangers = [ti for ti in result if id(ti) not in ids]
     ctx.expect(not strangers, f"returned objects that were not in the input: {strangers!r}")
     if not ctx.capabilities.get("adoption"):
         ctx.expect(len(result) == len(foreign), "without an adoption implementation every TI must come back")
+    returned = {id(ti) for ti in result}
+    claimed_untracked = [ti.task_id for ti in foreign if id(ti) not in returned and not h.executor.has_task(ti)]
+    ctx.expect(not claimed_untracked, f"claimed to adopt {claimed_untracked} (left them out of the result) but "
+               "does not track them (has_task is False): the scheduler now waits for events that never come")
 
 
 @check("adoption.adopted_tasks_finish_without_rerun", clause="ADOPT-2", needs=("adoption",),

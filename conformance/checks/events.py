@@ -40,10 +40,12 @@ def one_terminal_event_matching_journal(ctx: CheckContext) -> None:
 
 
 @check("events.only_known_keys_and_states", clause="EVT-2",
-       title="events only for keys the executor was given, as (TaskInstanceState, info)",
+       title="events only for keys the executor was given, as (TaskInstanceState, info) in a state an executor "
+             "may report",
        expects="The scheduler selects TIs by the event's key and compares state with TaskInstanceState "
                "members; events for unknown keys are dropped silently, other state types are ignored.",
-       fix="Only report keys you were given; use TaskInstanceState members (or the success/fail helpers).")
+       fix="Only report keys you were given; report only QUEUED/RUNNING/SUCCESS/FAILED, as TaskInstanceState "
+           "members (the queued/running_state/success/fail helpers do).")
 def only_known_keys_and_states(ctx: CheckContext) -> None:
     """After two tasks ran, every event key is one of them and every value is (state, info)."""
     h = ctx.harness()
@@ -51,7 +53,9 @@ def only_known_keys_and_states(ctx: CheckContext) -> None:
     h.drain_terminal(tasks)
     h.end()
     known = {t.key for t in tasks}
-    state_cls = type(ctx.states.SUCCESS)
+    s = ctx.states
+    state_cls = type(s.SUCCESS)
+    reportable = {s.QUEUED, s.RUNNING, s.SUCCESS, s.FAILED}
     problems = []
     for event in h.events:
         if event.key not in known:
@@ -60,7 +64,14 @@ def only_known_keys_and_states(ctx: CheckContext) -> None:
             problems.append(f"value {event.value!r} is not a (state, info) tuple")
         elif event.state is not None and not isinstance(event.state, state_cls):
             problems.append(f"state {event.state!r} is a {type(event.state).__name__}, not TaskInstanceState")
+        elif event.state is not None and event.state not in reportable:
+            problems.append(f"{_task(event.key)} reported {event.state}: an executor reports only "
+                            f"{sorted(str(x) for x in reportable)} for a task (the scheduler owns every other state)")
     ctx.expect(not problems, "; ".join(problems))
+
+
+def _task(key: object) -> str:
+    return str(getattr(key, "task_id", key))
 
 
 @check("events.buffer_flush_and_dag_filter", clause="EVT-3",

@@ -1,0 +1,143 @@
+"""The time model, evidence-based verdicts, capabilities confirmed by behaviour, harness fidelity."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from conformance import checks
+from conformance.confirm import confirmed_capabilities
+from conformance.context import RunOptions
+from conformance.outcomes import Outcome
+from conformance.profile import ExecutorProfile
+from conformance.runner import run_check
+from conformance.sandbox import Sandbox
+from conformance.timing import FLOORS, Calibration, TimeModel, WaitTimedOut, wait_until
+from reference_executors.local import LocalExecutor
+from tests import broken_executors as broken
+
+
+def test_budgets_have_floors_scale_with_calibration_and_refuse_typos() -> None:
+    idle = TimeModel()
+    assert idle.budget("event") == FLOORS["event"]
+    remote = idle.calibrated(Calibration(round_trip=13.0, start_latency=6.0, report_latency=6.0, heartbeat=0.01))
+    assert remote.budget("event") == pytest.approx(13.0 * 8)
+    assert remote.scaled(2).budget("event") == pytest.approx(13.0 * 16)
+    assert remote.budget("heartbeat") == FLOORS["heartbeat"]  # a cheap heartbeat keeps the floor
+    with pytest.raises(KeyError, match="unknown budget kind"):
+        idle.budget("evnt")
+    with pytest.raises(ValueError):
+        TimeModel(scale=0)
+
+
+def test_wait_until_ends_as_soon_as_the_condition_holds_and_explains_a_timeout() -> None:
+    began = time.monotonic()
+    assert wait_until(lambda: time.monotonic() - began > 0.05, "50 ms to pass", 60) is True
+    assert time.monotonic() - began < 30  # not the budget: the moment the condition held
+    with pytest.raises(WaitTimedOut, match=r"waited 0.1s for the impossible, it did not happen\nstate: nothing"):
+        wait_until(lambda: False, "the impossible", 0.1, explain=lambda: "state: nothing")
+
+
+class StaggeredStarts(LocalExecutor):
+    """Correct but slow to start: one queued task reaches the backend every STAGGER seconds."""
+
+    STAGGER = 0.4
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._next_start = 0.0
+        self._waiting: list[tuple[Any, Any]] = []
+
+    def _dispatch(self, key: Any, payload: Any) -> None:
+        self._waiting.append((key, payload))
+
+    def sync(self) -> None:
+        if self._waiting and time.monotonic() >= self._next_start:
+            self._next_start = time.monotonic() + self.STAGGER
+            LocalExecutor._dispatch(self, *self._waiting.pop(0))
+        super().sync()
+
+    def end(self) -> None:
+        pause = threading.Event()
+        while self._waiting:
+            self.sync()
+            pause.wait(0.05)
+        super().end()
+
+
+def test_a_backend_still_progressing_is_inconclusive_not_failed(sandbox: Sandbox) -> None:
+    """Eight tasks with a 2 s event budget: starts keep coming when it runs out (slow, not wrong)."""
+    spec = checks.get("lifecycle.at_most_once_per_try")  # queues tasks and waits for their events
+    options = RunOptions(time=TimeModel(scale=0.2))
+    profile = ExecutorProfile(executor_class=type("EightStaggered", (StaggeredStarts,), {}))
+    original = spec.func
+
+    def eight_tasks(ctx: Any) -> None:
+        from conformance.probes import Probe, ProbeKind
+
+        h = ctx.harness(parallelism=8)
+        tasks = [h.queue(Probe.new(ProbeKind.OK)) for _ in range(8)]
+        h.drain_terminal(tasks)
+
+    object.__setattr__(spec, "func", eight_tasks)
+    try:
+        result = run_check(spec, profile, sandbox, options=options)
+    finally:
+        object.__setattr__(spec, "func", original)
+    assert result.outcome is Outcome.INCONCLUSIVE, result.message
+    assert "still making progress" in result.message and "--conformance-time-scale" in result.message
+
+
+def test_adoption_is_confirmed_by_behaviour(sandbox: Sandbox) -> None:
+    def adopts(executor: type) -> bool:
+        return confirmed_capabilities(ExecutorProfile(executor_class=executor), sandbox)["adoption"]
+
+    assert adopts(LocalExecutor)
+    assert not adopts(broken.AdoptsNothing)  # overrides, hands everything back, tracks nothing
+    assert adopts(broken.AdoptReturnsAdopted)  # tracks them (a broken adoption the checks must see)
+
+
+def test_an_override_that_adopts_nothing_is_judged_as_not_adopting(sandbox: Sandbox) -> None:
+    profile = ExecutorProfile(executor_class=broken.AdoptsNothing)
+    caps = confirmed_capabilities(profile, sandbox)
+    adopted = run_check(checks.get("adoption.adopted_tasks_finish_without_rerun"), profile, sandbox, caps)
+    assert adopted.outcome is Outcome.NOT_SUPPORTED, adopted.message
+    assert "applies only to executors that adopt" in adopted.message
+    end = run_check(checks.get("lifecycle.end_waits_and_flushes"), profile, sandbox, caps)
+    assert end.outcome is Outcome.PASSED, end.message  # now judged like any executor that cannot adopt
+
+
+class ReadsCoreParallelism(LocalExecutor):
+    """Takes no parallelism argument: its real parallelism comes from [core] parallelism."""
+
+    def __init__(self) -> None:
+        from airflow.configuration import conf
+
+        super().__init__(parallelism=conf.getint("core", "parallelism"))
+
+
+def test_a_config_reading_executor_gets_the_parallelism_the_check_wants(sandbox: Sandbox) -> None:
+    result = run_check(checks.get("heartbeat.respects_parallelism"),
+                       ExecutorProfile(executor_class=ReadsCoreParallelism), sandbox)
+    assert result.outcome is Outcome.PASSED, result.message
+
+
+class ReadsTaskInstanceTable(LocalExecutor):
+    """Reads the scheduler's database when it starts, as executors that keep their own rows do."""
+
+    def start(self) -> None:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            session.query(TaskInstance).count()
+        super().start()
+
+
+def test_the_sandbox_database_is_migrated(sandbox: Sandbox) -> None:
+    result = run_check(checks.get("lifecycle.repeated_build_start_end"),
+                       ExecutorProfile(executor_class=ReadsTaskInstanceTable), sandbox)
+    assert result.outcome is Outcome.PASSED, result.message
