@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-#: Compatibility attributes and their expected types, per Airflow major (AIRFLOW-CONTRACT-NOTES §1.1).
+#: Compatibility attributes and their expected types, per Airflow major (docs/CONTRACT.md §2).
 #: Only those that the *installed* BaseExecutor defines are checked (see ``compat_attributes``).
 _ATTRIBUTE_TYPES: dict[str, type] = {
     "supports_ad_hoc_ti_run": bool,

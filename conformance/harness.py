@@ -1,6 +1,6 @@
 """SchedulerHarness: drive an executor the way Airflow's scheduler does, and record everything.
 
-The scheduler's order of calls (AIRFLOW-CONTRACT-NOTES §2.0): set ``job_id``/``callback_sink``,
+The scheduler's order of calls (docs/CONTRACT.md §1): set ``job_id``/``callback_sink``,
 ``start()``, then per loop ``queue_*`` for newly queued TIs, ``heartbeat()``, ``get_event_buffer()``;
 ``try_adopt_task_instances`` at start-up and periodically; ``revoke_task`` for stuck TIs; ``end()`` on
 exit. The harness offers exactly those moves, each one guarded by a time budget -- an executor call

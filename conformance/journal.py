@@ -81,10 +81,6 @@ class ProbeRun:
         return int(self.start["pid"])
 
     @property
-    def host(self) -> str:
-        return str(self.start["host"])
-
-    @property
     def started(self) -> float:
         return float(self.start["t"])
 
@@ -110,9 +106,30 @@ class ProbeRun:
 class Journal:
     """A snapshot of the journal with the queries the checks need."""
 
-    def __init__(self, journal_dir: Path):
+    def __init__(self, journal_dir: Path, runs: list[ProbeRun] | None = None,
+                 entries: list[dict[str, Any]] | None = None):
         self.dir = journal_dir
-        self.runs: list[ProbeRun] = list(_read_runs(journal_dir / FILENAME))
+        if runs is None or entries is None:
+            runs, entries = _read(journal_dir / FILENAME)
+        self.runs: list[ProbeRun] = runs
+        self._entries = entries
+
+    def of_dag_run(self, dag_id: str, run_id: str) -> Journal:
+        """Only what tasks of one DAG run wrote (the e2e tier shares one journal across its runs)."""
+        def mine(entry: dict[str, Any]) -> bool:
+            return entry.get("dag_id") == dag_id and entry.get("run_id") == run_id
+
+        return Journal(self.dir, [r for r in self.runs if mine(r.start)], [e for e in self._entries if mine(e)])
+
+    def entries(self, event: str) -> list[dict[str, Any]]:
+        """Entries other than a run's start and end (e.g. an e2e sensor's ``poke``)."""
+        return [e for e in self._entries if e.get("event") == event]
+
+    def runs_by_task(self) -> dict[str, list[ProbeRun]]:
+        grouped: dict[str, list[ProbeRun]] = {}
+        for run in self.runs:
+            grouped.setdefault(run.task_id, []).append(run)
+        return grouped
 
     def refresh(self) -> Journal:
         return Journal(self.dir)
@@ -173,12 +190,14 @@ class Journal:
         return pairs
 
 
-def _read_runs(path: Path) -> Iterable[ProbeRun]:
+def _read(path: Path) -> tuple[list[ProbeRun], list[dict[str, Any]]]:
+    """Runs (a start entry and its end entry, matched by ``run``) and every other entry."""
     if not path.exists():
-        return []
+        return [], []
     starts: dict[str, dict[str, Any]] = {}
     ends: dict[str, dict[str, Any]] = {}
     order: list[str] = []
+    others: list[dict[str, Any]] = []
     with open(path, encoding="utf-8") as fh:
         for line in fh:
             if not line.endswith("\n"):
@@ -187,6 +206,8 @@ def _read_runs(path: Path) -> Iterable[ProbeRun]:
             if entry["event"] == "start":
                 starts[entry["run"]] = entry
                 order.append(entry["run"])
-            else:
+            elif entry["event"] == "end":
                 ends[entry["run"]] = entry
-    return [ProbeRun(starts[uid], ends.get(uid)) for uid in order]
+            else:
+                others.append(entry)
+    return [ProbeRun(starts[uid], ends.get(uid)) for uid in order], others

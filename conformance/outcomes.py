@@ -78,12 +78,6 @@ def describe_exception(exc: BaseException) -> str:
     return f"{text}\n  raised at:\n    " + where.replace("\n", "\n    ") if where else text
 
 
-def raised_at(exc: BaseException) -> str:
-    """The innermost non-suite ``file:line`` of ``exc`` (a grouping key), or ''."""
-    frames = [f for f in traceback.extract_tb(_traceback(exc)) if not f.filename.startswith(_SUITE_DIR)]
-    return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else ""
-
-
 def _traceback(exc: BaseException) -> TracebackType | None:
     tb: Any = exc.__traceback__
     return tb if isinstance(tb, TracebackType) else None

@@ -48,10 +48,6 @@ class ProbeKind(str, Enum):
     KILL = "kill"  # the process SIGKILLs itself
 
 
-#: Outcomes after which the executor must not report SUCCESS on any major (SPEC EVT-1).
-DEATH_KINDS = frozenset({ProbeKind.CRASH, ProbeKind.KILL})
-
-
 class ProbeRaised(RuntimeError):
     """Raised by a RAISE probe inside the task runner."""
 

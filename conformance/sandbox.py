@@ -294,10 +294,6 @@ def _migrated_database() -> Path | None:
             shutil.rmtree(home, ignore_errors=True)
 
 
-def active() -> Sandbox | None:
-    return _ACTIVE
-
-
 def ensure_active() -> Sandbox:
     """The session's sandbox, created and activated on first use."""
     return _ACTIVE if _ACTIVE is not None else Sandbox.create().activate()

@@ -123,7 +123,3 @@ def install() -> None:
             patch(module)
     if not any(isinstance(f, _SeamFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _SeamFinder())
-
-
-def installed() -> bool:
-    return any(isinstance(f, _SeamFinder) for f in sys.meta_path)

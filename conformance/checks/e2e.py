@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from conformance import airflow_compat as compat
 from conformance.catalog import check
@@ -18,7 +17,7 @@ from conformance.context import CheckContext
 from conformance.e2e.deployment import PARALLELISM, Deployment, Run, SchedulerDied, TaskRow, describe_tasks
 from conformance.e2e.probe_dags import CRASH_TASKS, PARALLEL_TASKS, SENSOR_POKES
 from conformance.e2e.services import E2ESetupError
-from conformance.journal import pid_alive
+from conformance.journal import Journal, pid_alive
 from conformance.outcomes import ConformanceFailure
 from conformance.timing import WaitTimedOut
 
@@ -47,38 +46,11 @@ def _deployment(ctx: CheckContext) -> Iterator[Deployment]:
         raise ctx.fail(str(exc)) from None
 
 
-def _run_to_end(deployment: Deployment, dag_id: str, deadline: float = 120
-                ) -> tuple[str, dict[str, TaskRow], list[dict[str, Any]]]:
-    """Trigger one run of ``dag_id`` and wait for it: its final state, task rows and journal lines."""
+def _run_to_end(deployment: Deployment, dag_id: str, deadline: float = 120) -> tuple[str, dict[str, TaskRow], Journal]:
+    """Trigger one run of ``dag_id`` and wait for it: its final state, task rows and journal."""
     run = deployment.trigger(dag_id)
     state = deployment.wait_for_run(run, deadline)
     return state, deployment.tasks(run), deployment.journal(run)
-
-
-def _runs_by_task(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Journal lines grouped per task into runs: one dict per start, with its end (if any) merged in."""
-    runs: dict[str, list[dict[str, Any]]] = {}
-    open_runs: dict[tuple[str, int], dict[str, Any]] = {}
-    for record in sorted(records, key=lambda r: r["t"]):
-        if record["event"] == "start":
-            run = {"task_id": record["task_id"], "pid": record["pid"], "try": record["try_number"],
-                   "start": record["t"], "end": None, "outcome": None}
-            runs.setdefault(record["task_id"], []).append(run)
-            open_runs[(record["task_id"], record["pid"])] = run
-        elif record["event"] == "end" and (record["task_id"], record["pid"]) in open_runs:
-            run = open_runs.pop((record["task_id"], record["pid"]))
-            run.update(end=record["t"], outcome=record["outcome"])
-    return runs
-
-
-def _max_concurrency(runs: list[dict[str, Any]]) -> int:
-    edges = sorted([(r["start"], 1) for r in runs] + [(r["end"] or float("inf"), -1) for r in runs],
-                   key=lambda e: (e[0], e[1]))
-    level = peak = 0
-    for _, step in edges:
-        level += step
-        peak = max(peak, level)
-    return peak
 
 
 @check("e2e.dag_run_completes", clause="E2E-1",
@@ -91,16 +63,16 @@ def _max_concurrency(runs: list[dict[str, Any]]) -> int:
 def dag_run_completes(ctx: CheckContext) -> None:
     """cfe_complete: first >> second, and a sensor that succeeds on its third poke; all must succeed."""
     with _deployment(ctx) as deployment:
-        state, tasks, records = _run_to_end(deployment, "cfe_complete")
-        runs = _runs_by_task(records)
-        pokes = [r for r in records if r["event"] == "poke"]
+        state, tasks, journal = _run_to_end(deployment, "cfe_complete")
+        runs = journal.runs_by_task()
+        pokes = journal.entries("poke")
         ctx.expect(state == "success" and all(t.state == "success" for t in tasks.values()),
                    f"the DAG run ended {state}: {describe_tasks(tasks)}")
         ctx.expect(all(len(runs.get(t, [])) == 1 for t in ("first", "second")),
                    f"each task must run exactly once; journal runs: "
                    f"{ {t: len(v) for t, v in runs.items()} }")
         first, second = runs["first"][0], runs["second"][0]
-        ctx.expect(first["end"] is not None and second["start"] >= first["end"],
+        ctx.expect(first.finished is not None and second.started >= first.finished,
                    "the downstream task 'second' started before its upstream 'first' ended")
         ctx.expect(len(pokes) >= SENSOR_POKES, f"the sensor succeeded after {len(pokes)} pokes, "
                    f"its callable returns True only on poke {SENSOR_POKES}")
@@ -115,11 +87,11 @@ def dag_run_completes(ctx: CheckContext) -> None:
 def failed_task_retries_honoured(ctx: CheckContext) -> None:
     """cfe_retries: one task that always fails, retries=1: two runs (tries 1 and 2), then FAILED."""
     with _deployment(ctx) as deployment:
-        state, tasks, records = _run_to_end(deployment, "cfe_retries", deadline=90)
-        runs = _runs_by_task(records).get("always_fails", [])
+        state, tasks, journal = _run_to_end(deployment, "cfe_retries", deadline=90)
+        runs = journal.runs_of("always_fails")
         ctx.expect(state == "failed" and tasks["always_fails"].state == "failed",
                    f"the DAG run ended {state}: {describe_tasks(tasks)}")
-        tries = sorted(r["try"] for r in runs)
+        tries = sorted(r.try_number or 0 for r in runs)
         ctx.expect(tries == [1, 2], f"the task ran with tries {tries}; with retries=1 it must run once with "
                                     "try 1 and once with try 2")
 
@@ -135,11 +107,11 @@ def parallelism_respected(ctx: CheckContext) -> None:
     """cfe_parallel: six tasks that each hold for a while with [core] parallelism = 3."""
     limit = min(PARALLELISM, ctx.build(parallelism=PARALLELISM).parallelism or PARALLELISM)
     with _deployment(ctx) as deployment:
-        state, tasks, records = _run_to_end(deployment, "cfe_parallel", deadline=150)
-        runs = [r for rs in _runs_by_task(records).values() for r in rs]
+        state, tasks, journal = _run_to_end(deployment, "cfe_parallel", deadline=150)
+        runs = journal.runs
         ctx.expect(state == "success", f"the DAG run ended {state}: {describe_tasks(tasks)}")
         ctx.expect(len(runs) == PARALLEL_TASKS, f"{len(runs)} task runs for {PARALLEL_TASKS} tasks")
-        peak = _max_concurrency(runs)
+        peak = journal.max_concurrency()
         ctx.expect(peak <= limit, f"{peak} tasks ran at once; [core] parallelism is {PARALLELISM} and the "
                                   f"executor's parallelism allows {limit}")
 
@@ -148,9 +120,9 @@ def _adopted_or_rerun(deployment: Deployment, run: Run, crashed: set[str], new_j
                       crashed_at: float) -> Callable[[], bool]:
     def settled() -> bool:
         tasks = deployment.tasks(run)
-        runs = _runs_by_task(deployment.journal(run))
+        runs = deployment.journal(run).runs_by_task()
         return all((tasks[t].state == "running" and tasks[t].queued_by_job_id == new_job)
-                   or any(r["start"] > crashed_at for r in runs.get(t, []))
+                   or any(r.started > crashed_at for r in runs.get(t, []))
                    for t in crashed)
     return settled
 
@@ -179,13 +151,13 @@ def scheduler_crash_recovery(ctx: CheckContext) -> None:
 
 def _crash_and_recover(ctx: CheckContext, deployment: Deployment, run: Run, adopts: bool, at_once: int) -> None:
     def running() -> set[str]:
-        started = set(_runs_by_task(deployment.journal(run)))
+        started = set(deployment.journal(run).runs_by_task())
         return {t.task_id for t in deployment.tasks(run).values() if t.state == "running" and t.task_id in started}
 
     deployment.wait_for(lambda: len(running()) == at_once,
                         f"{at_once} cfe_crash task(s) to be running (run {run.run_id})", 90)
     crashed = running()
-    crashed_at = time.time()
+    crashed_at = time.monotonic()  # the journal's clock
     deployment.crash_scheduler()
     for task_id in deployment.tasks(run):
         if task_id not in crashed:  # not started yet: a single-threaded executor would run it inside
@@ -200,8 +172,8 @@ def _crash_and_recover(ctx: CheckContext, deployment: Deployment, run: Run, adop
         # reset and stops it, unless the executor keeps it from doing so. (2.11's LocalTaskJob does
         # not: it swallows its own "PID of job runner does not match" once the re-run has started --
         # an Airflow issue, not the executor's; see reports/FINDINGS.md.)
-        before = {r["pid"]: t for t, rs in _runs_by_task(deployment.journal(run)).items() for r in rs
-                  if t in crashed and r["start"] <= crashed_at}
+        before = {r.pid: t for t, rs in deployment.journal(run).runs_by_task().items() for r in rs
+                  if t in crashed and r.started <= crashed_at}
         try:
             deployment.wait_for(lambda: not any(pid_alive(pid) for pid in before),
                                 "the dead scheduler's attempts to stop after their tasks were reset", 60)
@@ -212,11 +184,11 @@ def _crash_and_recover(ctx: CheckContext, deployment: Deployment, run: Run, adop
     deployment.release(run)
     state = deployment.wait_for_run(run)
     tasks = deployment.tasks(run)
-    runs = _runs_by_task(deployment.journal(run))
+    runs = deployment.journal(run).runs_by_task()
     ctx.expect(state == "success", f"after the crash the DAG run ended {state}: {describe_tasks(tasks)}")
     for task_id in sorted(crashed):
         task_runs = runs.get(task_id, [])
-        after = [r for r in task_runs if r["start"] > crashed_at]
+        after = [r for r in task_runs if r.started > crashed_at]
         if adopts:
             ctx.expect(len(task_runs) == 1,
                        f"{task_id} ran {len(task_runs)} times ({len(after)} after the crash): the executor "
@@ -225,7 +197,7 @@ def _crash_and_recover(ctx: CheckContext, deployment: Deployment, run: Run, adop
                        f"{task_id} is not owned by the new scheduler (queued_by_job_id "
                        f"{tasks[task_id].queued_by_job_id}, new job {new_job})")
         else:
-            ctx.expect(any(r["outcome"] == "success" for r in after),
+            ctx.expect(any(r.outcome == "success" for r in after),
                        f"{task_id} was not re-run to success after the crash; the executor cannot adopt, so "
                        "the new scheduler must reset it and the executor run it again")
 
@@ -251,7 +223,7 @@ def stuck_in_queued_handled(ctx: CheckContext) -> None:
                                     f"the stuck task to be revoked/cleaned up and failed (task_queued_timeout "
                                     f"{STUCK_TIMEOUT}s, one requeue)", 90)
             state = deployment.wait_for_run(run, deadline=60)
-            ran = _runs_by_task(deployment.journal(run)).get("stuck", [])
+            ran = deployment.journal(run).runs_of("stuck")
             ctx.expect(state == "failed", f"the DAG run ended {state}")
             ctx.expect(not ran, f"the stuck task ran {len(ran)} time(s) although every attempt was revoked")
         finally:

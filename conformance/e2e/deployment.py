@@ -8,7 +8,6 @@ database with plain SQL through SQLAlchemy (task and DAG-run states, scheduler j
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -24,6 +23,7 @@ from conformance import airflow_compat as compat
 from conformance import processes
 from conformance.e2e.probe_dags import write_probe_dags
 from conformance.e2e.services import E2ESetupError, PostgresServer, Service, free_port, kill_marked
+from conformance.journal import Journal
 from conformance.timing import wait_until
 
 MARKER_ENV = "CONFORMANCE_E2E_DEPLOYMENT"
@@ -72,12 +72,11 @@ class Deployment:
         self.executor_path = executor_path
         self.home = root / "airflow_home"
         self.logs = root / "logs"
-        self.journal_path = root / "journal.jsonl"
         self.release_dir = root / "release"
         self.hold_file = root / "hold"
         for folder in (self.home / "dags", self.logs, self.release_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        write_probe_dags(self.home / "dags", self.journal_path, self.release_dir, self.hold_file)
+        write_probe_dags(self.home / "dags", self.root, self.release_dir, self.hold_file)
         self.postgres = PostgresServer(self.logs) if server_database else None
         self.db_url = self.postgres.url if self.postgres else f"sqlite:///{self.home / 'airflow.db'}"
         self.api_port = free_port()
@@ -283,13 +282,9 @@ class Deployment:
         name = run.run_id if task_id is None else f"{run.run_id}.{task_id}"
         (self.release_dir / name).write_text("go")
 
-    def journal(self, run: Run) -> list[dict[str, Any]]:
-        try:
-            lines = self.journal_path.read_text().splitlines()
-        except FileNotFoundError:
-            return []
-        records = [json.loads(line) for line in lines if line.strip()]
-        return [r for r in records if r["dag_id"] == run.dag_id and r["run_id"] == run.run_id]
+    def journal(self, run: Run) -> Journal:
+        """What the tasks of ``run`` wrote (the deployment's journal lives in its root)."""
+        return Journal(self.root).of_dag_run(run.dag_id, run.run_id)
 
     def diagnose(self) -> str:
         parts = []

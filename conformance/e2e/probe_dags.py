@@ -1,7 +1,8 @@
 """The probe DAG file the e2e tier puts in its DAG folder.
 
-Real task code, no seam: each task appends one JSON line when it starts and one when it ends to the
-deployment's journal (``O_APPEND``, one ``write`` per line, so concurrent tasks never interleave).
+Real task code, no seam: each task appends a start and an end entry to the deployment's journal in the
+contract tier's format, with the contract tier's writer (``conformance.journal.append``), so that both
+tiers are read by one ``Journal``.
 The file imports from ``airflow.sdk``/the standard provider on Airflow 3 and from the classic modules
 on Airflow 2. Scenarios are triggered one DAG run at a time, so DAGs have no schedule.
 """
@@ -26,12 +27,16 @@ SENSOR_POKES = 3
 
 _TEMPLATE = '''\
 """Probe DAGs of airflow-executor-conformance's e2e tier (generated; the journal path is baked in)."""
-import json
 import os
+import secrets
+import socket
 import sys
 import threading
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
+
+from conformance.journal import append  # the contract tier's journal format and writer
 
 try:  # Airflow 3
     from airflow.providers.standard.operators.python import PythonOperator
@@ -43,63 +48,65 @@ except ImportError:  # Airflow 2
     from airflow.sensors.python import PythonSensor
     from airflow.utils.dag_parsing_context import get_parsing_context
 
-JOURNAL = {journal!r}
+JOURNAL_DIR = Path({journal_dir!r})
 RELEASE_DIR = {release_dir!r}
 HOLD_FILE = {hold_file!r}
 START = datetime(2024, 1, 1)
 
 
-def _write(event, context, **extra):
+def _write(event, context, run, **extra):
     ti = context["ti"]
-    record = dict(event=event, dag_id=ti.dag_id, task_id=ti.task_id, run_id=context["run_id"],
-                  try_number=ti.try_number, pid=os.getpid(), t=time.time(), **extra)
-    fd = os.open(JOURNAL, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, (json.dumps(record) + "\\n").encode())
-    finally:
-        os.close(fd)
+    append(JOURNAL_DIR, dict(event=event, run=run, dag_id=ti.dag_id, task_id=ti.task_id, run_id=context["run_id"],
+                             try_number=ti.try_number, map_index=-1, pid=os.getpid(), pgid=os.getpgid(0),
+                             host=socket.gethostname(), via="e2e", t=time.monotonic(), **extra))
+
+
+def _start(context):
+    run = secrets.token_hex(6)
+    _write("start", context, run)
+    return run
 
 
 def succeed(**context):
-    _write("start", context)
-    _write("end", context, outcome="success")
+    run = _start(context)
+    _write("end", context, run, outcome="success")
 
 
 def fail(**context):
-    _write("start", context)
-    _write("end", context, outcome="failed")
+    run = _start(context)
+    _write("end", context, run, outcome="failed")
     raise RuntimeError("probe task failing on purpose")
 
 
 def hold(seconds):
-    def run(**context):
-        _write("start", context)
+    def work(**context):
+        run = _start(context)
         threading.Event().wait(seconds)  # the task's work: being busy for a while
-        _write("end", context, outcome="success")
-    return run
+        _write("end", context, run, outcome="success")
+    return work
 
 
 def hold_until_released(**context):
-    _write("start", context)
+    run = _start(context)
     whole_run = os.path.join(RELEASE_DIR, context["run_id"])
     this_task = whole_run + "." + context["ti"].task_id
     deadline = time.monotonic() + 180
     while not (os.path.exists(whole_run) or os.path.exists(this_task)):
         if time.monotonic() > deadline:
-            _write("end", context, outcome="failed")
+            _write("end", context, run, outcome="failed")
             raise RuntimeError("never released")
         threading.Event().wait(0.05)
-    _write("end", context, outcome="success")
+    _write("end", context, run, outcome="success")
 
 
 def poke(**context):
     # Pokes are counted in the journal, not in memory: Airflow 2 switches poke-mode sensors to
     # reschedule mode under a single-threaded executor, and then every poke is a new process.
     earlier = 0
-    if os.path.exists(JOURNAL):
-        with open(JOURNAL) as journal:
+    if os.path.exists(JOURNAL_DIR / "journal.jsonl"):
+        with open(JOURNAL_DIR / "journal.jsonl") as journal:
             earlier = sum(1 for line in journal if '"poke"' in line and context["run_id"] in line)
-    _write("poke", context, poke=earlier + 1)
+    _write("poke", context, None, poke=earlier + 1)
     return earlier + 1 >= {sensor_pokes}
 
 
@@ -137,9 +144,9 @@ with DAG("cfe_stuck", schedule=None, start_date=START, catchup=False, default_ar
 '''
 
 
-def write_probe_dags(dags_folder: Path, journal: Path, release_dir: Path, hold_file: Path) -> Path:
+def write_probe_dags(dags_folder: Path, journal_dir: Path, release_dir: Path, hold_file: Path) -> Path:
     """Write the probe DAG file into ``dags_folder`` and return its path."""
-    text = _TEMPLATE.format(journal=str(journal), release_dir=str(release_dir), hold_file=str(hold_file),
+    text = _TEMPLATE.format(journal_dir=str(journal_dir), release_dir=str(release_dir), hold_file=str(hold_file),
                             sensor_pokes=SENSOR_POKES, parallel_tasks=PARALLEL_TASKS,
                             parallel_hold=PARALLEL_HOLD_SECONDS, crash_tasks=CRASH_TASKS)
     path = dags_folder / "conformance_probe_dags.py"

@@ -1,0 +1,129 @@
+"""Robustness: do verdicts hold on a busy machine? Certify executors repeatedly, idle and busy.
+
+    python benchmarks/robustness.py [--runs 10] [--executors A,B] [--controls] [--json out.json]
+
+For each executor, ``--runs`` contract-tier certifications (all checks but the state machine) in a
+new process, first on the idle machine, then beside CPU-bound loops (twice as many as cores, like
+``../shared/tools/busy``). Reported per executor and condition: how many runs were NOT CERTIFIED where
+the idle verdict was CERTIFIED (false failures; goal 0), inconclusive checks, the median wall time and
+the busy/idle ratio (goal <= 2), and processes left behind after the run (goal 0). ``--controls``
+also certifies broken executors under load and reports whether each is still caught (goal: all).
+
+Measured, never asserted: this prints a table; tests do not time things.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_EXECUTORS = ["reference_executors.LocalExecutor", "reference_executors.SequentialExecutor",
+                     "airflow.executors.local_executor.LocalExecutor"]
+#: broken executors certified under load: (dotted path, the check that must catch it)
+CONTROLS = [("tests.broken_executors.NeverStarts", "heartbeat.triggers_queued_work"),
+            ("tests.broken_executors.AlwaysSuccess", "events.one_terminal_event_matching_journal"),
+            ("tests.broken_executors.GuessesVerdictInOutage", "heartbeat.survives_transient_backend_error"),
+            ("tests.broken_executors.ForgetsRunning", "heartbeat.respects_parallelism"),
+            ("tests.broken_executors.AdoptNeverReports", "adoption.adopted_tasks_finish_without_rerun")]
+
+
+@contextlib.contextmanager
+def busy(enabled: bool) -> Iterator[None]:
+    """CPU-bound loops beside the run, twice as many as cores; stopped by PID afterwards."""
+    loops = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(2 * (os.cpu_count() or 1))] \
+        if enabled else []
+    try:
+        yield
+    finally:
+        for proc in loops:
+            proc.kill()
+            proc.wait()
+
+
+def _our_processes(marker: str) -> list[str]:
+    """Processes still alive whose command line or environment mentions this run's folder."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            needle = marker.encode()
+            if needle in (entry / "environ").read_bytes() or needle in (entry / "cmdline").read_bytes():
+                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:80])
+        except OSError:
+            continue
+    return found
+
+
+def certify(executor: str, extra: list[str]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="robustness-") as tmp:
+        started = time.perf_counter()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--executor", executor,
+                               "-m", "not stateful", "--conformance-report", tmp, *extra], cwd=tmp, env=env,
+                              capture_output=True, text=True, timeout=3600)
+        wall = time.perf_counter() - started
+        report_path = Path(tmp) / "report.json"
+        report = json.loads(report_path.read_text()) if report_path.exists() else {}
+        leftovers = _our_processes(tmp)
+    statuses = {c["id"]: c["status"] for c in report.get("checks", [])}
+    return {"wall": wall, "certified": bool(report.get("certified")), "exit": done.returncode,
+            "failed": sorted(k for k, v in statuses.items() if v == "failed"),
+            "inconclusive": sorted(k for k, v in statuses.items() if v == "inconclusive"),
+            "leftovers": leftovers, "time_model": report.get("time_model")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--executors", default=",".join(DEFAULT_EXECUTORS))
+    parser.add_argument("--controls", action="store_true")
+    parser.add_argument("--json", metavar="FILE")
+    args = parser.parse_args()
+    results: dict[str, Any] = {}
+    print(f"{'executor':<50} {'cond':<5} {'certified':>9} {'false fail':>10} {'inconcl.':>8} "
+          f"{'median s':>8} {'leftover':>8}")
+    for executor in args.executors.split(","):
+        per: dict[str, list[dict[str, Any]]] = {}
+        for condition in ("idle", "busy"):
+            with busy(condition == "busy"):
+                per[condition] = [certify(executor, []) for _ in range(args.runs)]
+        idle_ok = all(r["certified"] for r in per["idle"])
+        for condition, runs in per.items():
+            certified = sum(r["certified"] for r in runs)
+            false_failures = len(runs) - certified if idle_ok else "n/a"
+            print(f"{executor:<50} {condition:<5} {certified:>6}/{len(runs):<2} {false_failures!s:>10} "
+                  f"{sum(len(r['inconclusive']) for r in runs):>8} {statistics.median(r['wall'] for r in runs):>8.1f} "
+                  f"{sum(len(r['leftovers']) for r in runs):>8}")
+            for r in runs:
+                if r["failed"] or r["inconclusive"]:
+                    print(f"    {condition}: failed {r['failed']} inconclusive {r['inconclusive']}")
+        ratio = statistics.median(r["wall"] for r in per["busy"]) / statistics.median(r["wall"] for r in per["idle"])
+        print(f"{'':<50} busy/idle wall-time ratio {ratio:.2f}")
+        results[executor] = {**per, "ratio": ratio}
+    if args.controls:
+        with busy(True):
+            for dotted, check_id in CONTROLS:
+                run = certify(dotted, ["--checks", check_id])
+                caught = check_id in run["failed"]
+                print(f"control under load: {dotted} -> {check_id}: {'caught' if caught else 'NOT CAUGHT'} "
+                      f"({run['wall']:.1f} s)")
+                results[f"control:{dotted}"] = {**run, "caught": caught}
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
