@@ -258,7 +258,8 @@ def handle_stuck(executor: Any, tis: Sequence[Any]) -> list[str]:
 
 def _iterate(result: Any) -> Iterable[Any]:
     # The 2.x scheduler iterates the result in a for loop: anything iterable is consumable.
-    return iter(result)
+    items: Iterable[Any] = iter(result)
+    return items
 
 
 def adoption_ready(handle: TaskHandle, *, job_id: int, external_executor_id: str | None, running: bool) -> Any:

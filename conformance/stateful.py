@@ -75,7 +75,7 @@ class BudgetSpent(Exception):
 def spec_property(text: str) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
     """``@invariant()`` that also names the SPEC PROP clause it checks (found by ``check_properties``)."""
     def mark(func: Callable[[Any], None]) -> Callable[[Any], None]:
-        wrapped: Any = invariant()(func)
+        wrapped: Callable[[Any], None] = invariant()(func)
         setattr(wrapped, _PROPERTY, text)
         return wrapped
     return mark

@@ -8,6 +8,7 @@ from conformance import airflow_compat as compat
 from conformance.catalog import check
 from conformance.checks._common import wait_started
 from conformance.context import CheckContext
+from conformance.harness import SchedulerHarness
 from conformance.probes import Probe, ProbeKind
 
 _EXPECTS = ("_handle_tasks_stuck_in_queued calls revoke_task(ti=...) (2.x falls back to "
@@ -15,7 +16,7 @@ _EXPECTS = ("_handle_tasks_stuck_in_queued calls revoke_task(ti=...) (2.x falls 
             "forget the task, never start it afterwards, and not raise.")
 
 
-def _stuck(ctx: CheckContext, h: Any, tis: list[Any]) -> list[str]:
+def _stuck(ctx: CheckContext, h: SchedulerHarness, tis: list[Any]) -> list[str]:
     try:
         return h.stuck(tis)
     except compat.StuckHandlingUnsupported:
