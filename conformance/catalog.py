@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 #: The contract areas, declared once: marker name -> what it covers (SPEC section).
 AREAS: dict[str, str] = {
+    "preflight": "one no-op and one failing task end to end, run first (SPEC PRE)",
     "attributes": "compatibility attributes (SPEC ATTR)",
     "heartbeat": "heartbeat semantics (SPEC HB)",
     "lifecycle": "start/end/terminate and task tracking (SPEC LIFE)",

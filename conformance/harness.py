@@ -38,6 +38,10 @@ HEARTBEAT_CADENCE = 0.02
 class CallTimedOut(Exception):
     """An executor call blocked past its time budget."""
 
+    def __init__(self, message: str, label: str = ""):
+        super().__init__(message)
+        self.label = label  # e.g. "MyExecutor.heartbeat()"
+
 
 class _Watchdog:
     """Interrupts the main thread when a guarded call overruns, with a dedicated real-time signal.
@@ -193,9 +197,8 @@ class SchedulerHarness:
                 result = fn(*args, **kwargs)
         except CallTimedOut:
             self.note(f"{label} BLOCKED for more than {limit:.1f}s (budget)")
-            raise CallTimedOut(
-                f"executor call {type(self.executor).__name__}.{label} did not return within {limit:.1f}s"
-            ) from None
+            call = f"{type(self.executor).__name__}.{label}"
+            raise CallTimedOut(f"executor call {call} did not return within {limit:.1f}s", call) from None
         except BaseException as exc:
             self.note(f"{label} raised {type(exc).__name__}: {exc}")
             raise
@@ -338,7 +341,9 @@ class SchedulerHarness:
                     lost.append(f"{task.task_id} finished {now - max(finished):.1f}s ago")
         if lost:
             raise WaitTimedOut(f"{exc}\nDecisive: the work ended long before the budget ran out and no terminal "
-                               f"event came: {', '.join(lost)}", what=exc.what, budget=exc.budget) from None
+                               f"event came: {', '.join(lost)}", what=exc.what, budget=exc.budget,
+                               cause="tasks finished but no terminal event came back for them (success()/fail() "
+                                     "is not called, or not from sync())") from None
         recent = since + (now - since) / 2
         ids = {t.task_id for t in tasks}
         keys = {t.key for t in tasks}
@@ -346,7 +351,10 @@ class SchedulerHarness:
                    [r.finished for r in journal.runs if r.task_id in ids and r.finished is not None] + \
                    [e.at for e in self.events if e.key in keys]
         if not any(t >= recent for t in activity):
-            return  # nothing moved in the second half of the wait: the timeout is the verdict
+            # nothing moved in the second half of the wait: the timeout is the verdict
+            if not any(journal.runs_of(t.task_id) for t in tasks):
+                exc.cause = "queued tasks never started (nothing reached the journal)"
+            return
         raise Inconclusive(
             f"{exc}\nInconclusive: the backend was still making progress when the budget ran out (a task started, "
             f"ended or was reported in the last {now - recent:.1f}s), so this is slowness, not a broken contract. "

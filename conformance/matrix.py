@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 _CELL = {"passed": "✅", "failed": "❌", "not supported": "➖", "not applicable": "·",
-         "expected failure": "⚠️", "advice": "💡"}
+         "expected failure": "⚠️", "advice": "💡", "inconclusive": "❔", "not run": "⏸"}
 
 
 def _version_key(version: str) -> tuple[int, ...]:

@@ -27,6 +27,7 @@ class Outcome(str, Enum):
     INCONCLUSIVE = "inconclusive"
     NOT_SUPPORTED = "not supported"
     NOT_APPLICABLE = "not applicable"
+    NOT_RUN = "not run"  # the preflight failed: the check could only have failed for the same reason
     ADVICE = "advice"
 
 
@@ -36,8 +37,11 @@ class CheckResult:
     outcome: Outcome
     message: str = ""
     seconds: float = 0.0
-    #: work of this check seen after it ended, and processes it left behind (already killed)
+    #: work of earlier checks seen while this one ran (already killed)
     leaks: list[str] = field(default_factory=list)
+    #: the root cause, when it is not this check's own finding (an exception raised at one place, a
+    #: call that blocks, events that never come): failures with one cause are grouped in the summary
+    cause: str = ""
 
 
 class ConformanceFailure(AssertionError):
@@ -58,6 +62,14 @@ class NotApplicable(Exception):
 
 class AdviceGiven(Exception):
     """An ATTR-2a convention is not followed: reported as advice, never as a failure."""
+
+
+def cause_of(exc: BaseException) -> str:
+    """A grouping key for an exception from the executor: its type and where in the executor it was
+    raised (the same defect seen by many checks has one cause)."""
+    frames = [f for f in traceback.extract_tb(_traceback(exc)) if not f.filename.startswith(_SUITE_DIR)]
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    return f"{type(exc).__name__} raised{where}: {str(exc)[:200]}"
 
 
 def executor_frames(exc: BaseException, limit: int = 3) -> str:

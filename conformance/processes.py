@@ -83,11 +83,23 @@ def session_processes(marker: str, root_pid: int | None = None) -> list[Proc]:
                 kept.add(pid)
     found = []
     for pid, (ppid, sid) in table.items():
-        if sid in KEEP or pid in kept:
+        if sid in KEEP or pid in kept or _under_kept_service(pid, table):
             continue
         if pid in marked or _descends(pid, me, table):
             found.append(Proc(pid, ppid, sid, _command(pid)))
     return found
+
+
+def _under_kept_service(pid: int, table: dict[int, tuple[int, int]]) -> bool:
+    """A process started (directly or not) by a kept service -- even one that left the service's
+    session with setsid, as executors' task processes do -- belongs to that service's owner."""
+    seen = set()
+    while pid in table and pid not in seen:
+        seen.add(pid)
+        pid, _ = table[pid]
+        if pid in table and table[pid][1] in KEEP:
+            return True
+    return False
 
 
 def _descends(pid: int, ancestor: int, table: dict[int, tuple[int, int]]) -> bool:

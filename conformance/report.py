@@ -8,7 +8,7 @@ from typing import Any
 
 _ICONS = {"passed": "✅ passed", "failed": "❌ failed", "not supported": "➖ not supported",
           "not applicable": "· not applicable", "expected failure": "⚠️ expected failure",
-          "advice": "💡 advice"}
+          "advice": "💡 advice", "inconclusive": "❔ inconclusive", "not run": "⏸ not run"}
 
 
 def write_report(directory: Path, report: dict[str, Any]) -> list[Path]:
@@ -33,12 +33,26 @@ def render_markdown(report: dict[str, Any]) -> str:
         "Capabilities read from the executor: "
         + ", ".join(f"`{k}`" for k, v in sorted(report["capabilities"].items()) if v),
         "",
-        "| check | clause | status | seconds |",
-        "|---|---|---|---|",
     ]
+    groups = report.get("failure_groups") or []
+    if groups:
+        lines += ["## Root causes (fix these first)", ""]
+        for group in groups:
+            cause = group["cause"].strip().replace("\n", " ")
+            lines += [f"- **{len(group['checks'])} checks**: {cause}",
+                      "  " + ", ".join(f"`{c}`" for c in group["checks"])]
+        lines.append("")
+    time_model = report.get("time_model")
+    if time_model:
+        cal = time_model["calibration"]
+        lines += [f"Time model: scale {time_model['scale']:g}; calibration (worst of {cal['samples']} no-op tasks) "
+                  f"round trip {cal['round_trip']:.3f} s, start {cal['start_latency']:.3f} s, report "
+                  f"{cal['report_latency']:.3f} s, idle heartbeat {cal['heartbeat']:.4f} s; budgets: "
+                  + ", ".join(f"{k} {v:g} s" for k, v in sorted(time_model["budgets"].items())), ""]
+    lines += ["| check | clause | status | seconds |", "|---|---|---|---|"]
     for c in report["checks"]:
         lines.append(f"| `{c['id']}` | {c['clause']} | {_ICONS.get(c['status'], c['status'])} | {c['seconds']} |")
-    details = [c for c in report["checks"] if c["status"] in ("failed", "expected failure", "advice",
+    details = [c for c in report["checks"] if c["status"] in ("failed", "inconclusive", "expected failure", "advice",
                                                                 "not supported")]
     if details:
         lines += ["", "## Details", ""]

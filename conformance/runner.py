@@ -25,6 +25,7 @@ from conformance.outcomes import (
     NotApplicable,
     NotSupported,
     Outcome,
+    cause_of,
     describe_exception,
 )
 from conformance.profile import ExecutorProfile
@@ -56,7 +57,8 @@ def run_check(spec: CheckSpec, profile: ExecutorProfile, sandbox: Sandbox,
             verdict["message"] += "\n\nAlso found while tearing the check down:\n" + teardown
         else:
             verdict.update(outcome=Outcome.FAILED, message=teardown)
-    return CheckResult(spec.id, verdict["outcome"], verdict["message"], time.monotonic() - started, leaks=late)
+    return CheckResult(spec.id, verdict["outcome"], verdict["message"], time.monotonic() - started, leaks=late,
+                       cause=str(verdict.get("cause") or ""))
 
 
 @contextlib.contextmanager
@@ -67,8 +69,11 @@ def _verdicts(ctx: CheckContext, verdict: dict[str, Any]) -> Iterator[None]:
         verdict.update(outcome=Outcome.FAILED, message=str(exc))
     except Inconclusive as exc:
         verdict.update(outcome=Outcome.INCONCLUSIVE, message=f"[{ctx.spec.id}] (SPEC {ctx.spec.clause}) {exc}")
-    except (CallTimedOut, WaitTimedOut) as exc:
-        verdict.update(outcome=Outcome.FAILED, message=str(ctx.fail(str(exc))))
+    except CallTimedOut as exc:
+        verdict.update(outcome=Outcome.FAILED, message=str(ctx.fail(str(exc))),
+                       cause=f"{exc.label} blocks past its budget" if exc.label else "")
+    except WaitTimedOut as exc:
+        verdict.update(outcome=Outcome.FAILED, message=str(ctx.fail(str(exc))), cause=exc.cause)
     except NotSupported as exc:
         verdict.update(outcome=Outcome.NOT_SUPPORTED, message=str(exc))
     except NotApplicable as exc:
@@ -77,4 +82,5 @@ def _verdicts(ctx: CheckContext, verdict: dict[str, Any]) -> Iterator[None]:
         verdict.update(outcome=Outcome.ADVICE, message=str(exc))
     except Exception as exc:
         # An executor call raising where the contract says it must not is a failure of the clause.
-        verdict.update(outcome=Outcome.FAILED, message=str(ctx.fail(f"raised {describe_exception(exc)}")))
+        verdict.update(outcome=Outcome.FAILED, message=str(ctx.fail(f"raised {describe_exception(exc)}")),
+                       cause=cause_of(exc))

@@ -23,15 +23,17 @@ import conformance
 from conformance import checks
 from conformance.context import RunOptions
 from conformance.outcomes import CheckResult, Outcome
+from conformance.preflight import PreflightResult
 from conformance.profile import ExecutorProfile, ProfileError, check_constructible, load_backend_driver
 from conformance.sandbox import Sandbox
 from conformance.timing import TimeModel
 
-STATUS_ORDER = ("passed", "failed", "inconclusive", "not supported", "not applicable", "expected failure",
-                "advice")
+STATUS_ORDER = ("passed", "failed", "inconclusive", "not run", "not supported", "not applicable",
+                "expected failure", "advice")
 OUTCOME_PROPERTY = "conformance_outcome"
 MESSAGE_PROPERTY = "conformance_message"
 LEAKS_PROPERTY = "conformance_leaks"
+CAUSE_PROPERTY = "conformance_cause"
 _WORKER_LEFTOVERS = "conformance_leftovers"
 
 
@@ -100,26 +102,31 @@ class ConformanceSession:
         self._options = options or RunOptions()
         self._calibrated = False
         self._capabilities: dict[str, bool] | None = None
+        self.preflight: PreflightResult | None = None
 
     # -- what every check of this session shares (computed on first use, in each worker) ----------
     def run_options(self) -> RunOptions:
-        """The run options with a calibrated time model (one calibration per worker session)."""
+        """The run options with a time model calibrated by the preflight (once per worker session)."""
         if not self._calibrated:
             from dataclasses import replace
 
-            from conformance.calibration import calibrate
+            from conformance.preflight import run_preflight
 
-            calibration = calibrate(self.profile, self.sandbox, self._options.time)
-            self._options = replace(self._options, time=self._options.time.calibrated(calibration))
+            self.preflight = run_preflight(self.profile, self.sandbox, self._options.time)
+            self._options = replace(self._options, time=self._options.time.calibrated(self.preflight.calibration))
             self._calibrated = True
         return self._options
+
+    def preflight_diagnosis(self) -> str:
+        self.run_options()
+        return self.preflight.diagnosis if self.preflight is not None else ""
 
     def capabilities(self) -> dict[str, bool]:
         if self._capabilities is None:
             from conformance.confirm import confirmed_capabilities
 
             options = self.run_options()
-            if options.time.calibration.error:  # the executor cannot run a no-op task: take the class's word
+            if self.preflight_diagnosis():  # the executor cannot run a no-op task: take the class's word
                 self._capabilities = self.profile.capability_set()
             else:
                 self._capabilities = confirmed_capabilities(self.profile, self.sandbox, options.time)
@@ -133,6 +140,9 @@ class ConformanceSession:
                 f"Airflow {compat.version_string()} (sandbox {self.sandbox.root})"]
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        from conformance.checks.preflight import PREFLIGHT_ID
+
+        items.sort(key=lambda i: _check_id_of(i) != PREFLIGHT_ID)  # the preflight first (stable otherwise)
         e2e = _e2e_requested(config)
         if self.selected or not e2e:
             kept = [i for i in items if _check_id_of(i) is None
@@ -165,7 +175,8 @@ class ConformanceSession:
             message = _message(report) if hasattr(report, "wasxfail") else (props.get(MESSAGE_PROPERTY)
                                                                              or _message(report))
             self.results[check_id] = {"status": status, "message": message, "seconds": round(report.duration, 3),
-                                      "leaks": _strings(props.get(LEAKS_PROPERTY))}
+                                      "leaks": _strings(props.get(LEAKS_PROPERTY)),
+                                      "cause": str(props.get(CAUSE_PROPERTY) or "")}
         elif report.failed and report.when == "teardown":
             self.results[check_id]["status"] = "failed"
             self.results[check_id]["message"] += "\n" + _message(report)
@@ -192,6 +203,9 @@ class ConformanceSession:
         write(f"{'area':<12} " + " ".join(f"{s:>16}" for s in STATUS_ORDER))
         for area in sorted(by_area):
             write(f"{area:<12} " + " ".join(f"{by_area[area][s]:>16}" for s in STATUS_ORDER))
+        for group in self.failure_groups():
+            write(f"{len(group['checks'])} checks share one cause (fix it first): {group['cause']}")
+            write(f"    {', '.join(group['checks'])}")
         for check_id, result in sorted(self.results.items()):
             for leak in result.get("leaks", []):
                 write(f"late work (ran after its check had ended), seen during {check_id}: {leak}")
@@ -213,6 +227,15 @@ class ConformanceSession:
     def verdict(self) -> bool:
         return bool(self.results) and not any(r["status"] in ("failed", "inconclusive")
                                               for r in self.results.values())
+
+    def failure_groups(self) -> list[dict[str, Any]]:
+        """Failures (and checks not run) that share a root cause, largest group first."""
+        groups: dict[str, list[str]] = {}
+        for check_id, result in sorted(self.results.items()):
+            if result["status"] in ("failed", "not run", "inconclusive") and result.get("cause"):
+                groups.setdefault(result["cause"], []).append(check_id)
+        return [{"cause": cause, "checks": ids}
+                for cause, ids in sorted(groups.items(), key=lambda g: -len(g[1])) if len(ids) > 1]
 
     def _counts(self) -> str:
         counts = Counter(r["status"] for r in self.results.values())
@@ -236,6 +259,8 @@ class ConformanceSession:
             "certified": self.verdict(),
             "counts": dict(Counter(r["status"] for r in self.results.values())),
             "time_model": self._options.time.as_dict() if self._calibrated else None,
+            "preflight": self.preflight.diagnosis or "passed" if self.preflight is not None else None,
+            "failure_groups": self.failure_groups(),
             "leftover_processes": self.leftovers,
             "checks": entries,
         }
@@ -247,7 +272,7 @@ class ConformanceSession:
 def record(item: pytest.Item, result: CheckResult) -> None:
     """Attach a check's outcome to its test item as data (it travels to the xdist controller)."""
     item.user_properties += [(OUTCOME_PROPERTY, result.outcome.value), (MESSAGE_PROPERTY, result.message),
-                             (LEAKS_PROPERTY, list(result.leaks))]
+                             (LEAKS_PROPERTY, list(result.leaks)), (CAUSE_PROPERTY, result.cause)]
 
 
 def _e2e_requested(config: pytest.Config) -> bool:

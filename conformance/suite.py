@@ -13,27 +13,35 @@ from typing import Any
 import pytest
 
 from conformance import checks
+from conformance.checks.preflight import PREFLIGHT_ID
 from conformance.context import RunOptions
-from conformance.outcomes import Outcome
+from conformance.outcomes import CheckResult, Outcome
 from conformance.runner import run_check
 from conformance.session import record
 
-_FALLBACK: dict[int, tuple[RunOptions, dict[str, bool]]] = {}
+_FALLBACK: dict[int, tuple[RunOptions, dict[str, bool], str]] = {}
 
 
-def _shared(request: pytest.FixtureRequest, profile: Any, sandbox: Any) -> tuple[RunOptions, dict[str, bool]]:
-    """Run options and capabilities: the session's (calibrated once per worker) or, for a conftest
-    profile without ``--executor``, computed once per profile here."""
+def _shared(request: pytest.FixtureRequest, profile: Any, sandbox: Any) -> tuple[RunOptions, dict[str, bool], str]:
+    """Run options, capabilities and the preflight's diagnosis: the session's (the preflight runs once
+    per worker) or, for a conftest profile without ``--executor``, computed once per profile here."""
     from conformance.plugin import session_state
 
     state = session_state(request.config)
     if state is not None and state.profile is profile:
-        return state.run_options(), state.capabilities()
+        return state.run_options(), state.capabilities(), state.preflight_diagnosis()
     if id(profile) not in _FALLBACK:
+        from dataclasses import replace
+
         from conformance.confirm import confirmed_capabilities
+        from conformance.preflight import run_preflight
 
         options = RunOptions()
-        _FALLBACK[id(profile)] = (options, confirmed_capabilities(profile, sandbox, options.time))
+        preflight = run_preflight(profile, sandbox, options.time)
+        options = replace(options, time=options.time.calibrated(preflight.calibration))
+        caps = (profile.capability_set() if preflight.diagnosis
+                else confirmed_capabilities(profile, sandbox, options.time))
+        _FALLBACK[id(profile)] = (options, caps, preflight.diagnosis)
     return _FALLBACK[id(profile)]
 
 
@@ -41,11 +49,18 @@ def _shared(request: pytest.FixtureRequest, profile: Any, sandbox: Any) -> tuple
 def test_check(conformance_sandbox: Any, executor_profile: Any, check_id: str,
                request: pytest.FixtureRequest) -> None:
     spec = checks.get(check_id)
-    options, capabilities = _shared(request, executor_profile, conformance_sandbox)
-    result = run_check(spec, executor_profile, conformance_sandbox, capabilities, options)
+    options, capabilities, preflight_failed = _shared(request, executor_profile, conformance_sandbox)
+    if preflight_failed and check_id != PREFLIGHT_ID:
+        result = CheckResult(check_id, Outcome.NOT_RUN, f"not run: the preflight failed ({preflight_failed}); "
+                             "fix that first -- this check could only have failed for the same reason",
+                             cause=f"preflight: {preflight_failed}")
+    else:
+        result = run_check(spec, executor_profile, conformance_sandbox, capabilities, options)
+        if check_id == PREFLIGHT_ID and result.outcome is Outcome.FAILED:
+            result.cause = f"preflight: {preflight_failed}" if preflight_failed else result.cause
     record(request.node, result)
     expected = executor_profile.expected_failures.get(check_id)
-    if result.outcome in (Outcome.NOT_APPLICABLE, Outcome.NOT_SUPPORTED):
+    if result.outcome in (Outcome.NOT_APPLICABLE, Outcome.NOT_SUPPORTED, Outcome.NOT_RUN):
         pytest.skip(f"{result.outcome.value}: {result.message}")
     if result.outcome is Outcome.INCONCLUSIVE:
         pytest.fail(f"INCONCLUSIVE: {result.message}", pytrace=False)

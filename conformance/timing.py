@@ -55,11 +55,11 @@ class WaitTimedOut(AssertionError):
     """A condition awaited with a budget did not hold in time. The message says what was awaited and
     the state that explains it; ``evidence`` carries that state for whoever classifies the verdict."""
 
-    def __init__(self, message: str, *, what: str = "", budget: float = 0.0, evidence: Any = None):
+    def __init__(self, message: str, *, what: str = "", budget: float = 0.0, cause: str = ""):
         super().__init__(message)
         self.what = what
         self.budget = budget
-        self.evidence = evidence
+        self.cause = cause  # a root cause shared by every check that times out the same way
 
 
 def wait_until(condition: Callable[[], T], what: str, budget: float, *, poll: float = 0.01,

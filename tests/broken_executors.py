@@ -21,6 +21,23 @@ from reference_executors.faults import StateDirectoryOutage
 from reference_executors.local import LocalExecutor
 from reference_executors.sequential import SequentialExecutor
 
+# -- preflight --------------------------------------------------------------------------------------
+
+
+class NeverReportsResults(LocalExecutor):
+    """Runs every task but never turns a finished one into an event (success()/fail() never called)."""
+
+    def _report(self, key: Any, state: str, info: str) -> None:
+        pass
+
+
+class HeartbeatRaises(LocalExecutor):
+    """Its backend is down: every heartbeat raises (and would end the scheduler)."""
+
+    def heartbeat(self) -> None:
+        raise ConnectionRefusedError(111, "Connection refused (the executor's backend)")
+
+
 # -- attributes -------------------------------------------------------------------------------------
 
 
@@ -562,6 +579,8 @@ class Control:
 
 
 NEGATIVE_CONTROLS: dict[str, list[Control]] = {
+    "preflight.task_runs_end_to_end": [Control(NeverReportsResults), Control(HeartbeatRaises),
+                                       Control(NeverStarts)],
     "attributes.declared_with_types": [Control(WronglyTypedAttributes)],
     "attributes.single_threaded_never_overlaps": [Control(ClaimsSingleThreaded)],
     "attributes.parallel_executor_overlaps": [Control(SerialButClaimsParallel)],

@@ -187,3 +187,33 @@ def test_plugin_is_cheap_when_unused(pytester: pytest.Pytester) -> None:
             assert "conformance.harness" not in sys.modules
     """)
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+ROOT_CAUSE_MODULE = textwrap.dedent("""
+    from reference_executors import LocalExecutor
+
+    class HeartbeatRaises(LocalExecutor):
+        def heartbeat(self):
+            raise ConnectionRefusedError(111, "Connection refused (the executor's backend)")
+
+    class NeverReports(LocalExecutor):
+        def _report(self, key, state, info):
+            pass
+""")
+
+
+@pytest.mark.parametrize(("executor", "cause"), [
+    ("HeartbeatRaises", "*root_cause_executors.py:* in heartbeat: raise ConnectionRefusedError*"),
+    ("NeverReports", "*tasks ran and ended, but no terminal event came back*"),
+])
+def test_one_defect_is_one_group_named_by_the_preflight(pytester: pytest.Pytester, executor: str, cause: str) -> None:
+    """The preflight fails with one diagnosis; every other check is 'not run' in one group with it."""
+    pytester.makepyfile(root_cause_executors=ROOT_CAUSE_MODULE)
+    result = pytester.runpytest_subprocess("--executor", f"root_cause_executors.{executor}", "-p", "no:randomly")
+    out = result.stdout.str()
+    assert result.ret == 1, out
+    result.stdout.fnmatch_lines(["*[[]preflight.task_runs_end_to_end] violates SPEC PRE-1*",
+                                 "*checks share one cause (fix it first): preflight: *",
+                                 "*VERDICT: root_cause_executors.* is NOT CERTIFIED (1 failed, * not run*"])
+    result.stdout.fnmatch_lines([cause])
+    assert out.count("violates SPEC") == 1, out  # one message, not twenty

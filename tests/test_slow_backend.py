@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from conformance import checks
-from conformance.calibration import calibrate
 from conformance.context import RunOptions
 from conformance.outcomes import Outcome
+from conformance.preflight import run_preflight
 from conformance.profile import ExecutorProfile
 from conformance.runner import run_check
 from conformance.sandbox import Sandbox
@@ -45,8 +45,9 @@ def _calibrated(sandbox: Sandbox) -> RunOptions:
     """One calibration per worker, as a certification session does."""
     if not _CALIBRATED:
         profile = ExecutorProfile(executor_class=SlowReferenceLocal)
-        calibration = calibrate(profile, sandbox, TimeModel())
-        assert not calibration.error, calibration.error
+        preflight = run_preflight(profile, sandbox, TimeModel())
+        assert preflight.passed, preflight.diagnosis
+        calibration = preflight.calibration
         assert calibration.round_trip >= 2 * LATENCY, calibration
         _CALIBRATED.append(RunOptions(time=TimeModel().calibrated(calibration)))
     return _CALIBRATED[0]

@@ -1,0 +1,148 @@
+"""The preflight: one no-op task and one failing task end to end, before anything else.
+
+When an executor cannot do that, every check fails for the same reason and the author drowns in
+twenty messages about twenty topics. The preflight runs first (build, start, calibrate on no-op tasks,
+one failing task, end), and when it cannot pass it yields one diagnosis that uses the journal -- "tasks
+ran and exited 0, but no terminal event came back", "no task ever started", "heartbeat() raises
+ConnectionRefusedError at your_pkg/executor.py:553" -- and the run stops there.
+
+It is also a catalogued check (``preflight.task_runs_end_to_end``), so that a runner-agnostic run and
+its negative controls see the same verdict. Its measurements are the time model's calibration.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from conformance import airflow_compat as compat
+from conformance.harness import CallTimedOut, QueuedTask, SchedulerHarness
+from conformance.outcomes import Inconclusive, describe_exception
+from conformance.probes import Probe, ProbeKind
+from conformance.profile import ExecutorProfile
+from conformance.sandbox import Sandbox
+from conformance.timing import Calibration, TimeModel, WaitTimedOut
+
+_OWNER = "preflight"
+#: The first round trip may take this many event budgets (at the floors) while it visibly progresses.
+_PATIENCE = 6.0
+SAMPLES = 3
+
+
+@dataclass(frozen=True)
+class PreflightResult:
+    calibration: Calibration
+    diagnosis: str = ""  # empty when the executor ran both tasks end to end
+
+    @property
+    def passed(self) -> bool:
+        return not self.diagnosis
+
+
+def run_preflight(profile: ExecutorProfile, sandbox: Sandbox, model: TimeModel) -> PreflightResult:
+    """Build, start, heartbeat idle, run ``SAMPLES`` no-op tasks and one failing task, end."""
+    h = SchedulerHarness(profile.build(), sandbox, name="preflight", time_model=model, owner=_OWNER)
+    tasks: list[QueuedTask] = []
+    stage = "building and starting the executor"
+    try:
+        stage = "start()"
+        h.start()
+        stage = "an idle heartbeat()"
+        idle = []
+        for _ in range(3):
+            began = time.monotonic()
+            h.heartbeat()
+            idle.append(time.monotonic() - began)
+        stage = "running no-op tasks"
+        tasks = [h.queue(Probe.new(ProbeKind.OK)) for _ in range(SAMPLES)]
+        _drain(h, tasks, model)
+        calibration = _measure(h, tasks, max(idle))
+        stage = "running a failing task"
+        failing = h.queue(Probe.new(ProbeKind.RAISE if compat.is_airflow3() else ProbeKind.FAIL))
+        tasks.append(failing)
+        _drain(h, [failing], model.calibrated(calibration))
+        states = [str(e.state) for e in h.terminal_events(failing.key)]
+        if states != [str(compat.state_enum().FAILED)]:
+            return PreflightResult(calibration, f"a failing task was reported {states or 'never'}: a task whose "
+                                   "run raised (2.x: exited non-zero) must end with one FAILED event (self.fail)")
+        stage = "end()"
+        h.end()
+        return PreflightResult(calibration)
+    except CallTimedOut as exc:
+        h.abandon()  # it already blocked once: teardown must not wait on it again
+        return PreflightResult(Calibration(error=str(exc)), f"{stage} blocks: {exc}")
+    except (WaitTimedOut, Inconclusive) as exc:
+        return PreflightResult(Calibration(error=str(exc)), _diagnose(h, tasks, stage))
+    except Exception as exc:
+        return PreflightResult(Calibration(error=str(exc)), f"{stage}: raised {describe_exception(exc)}")
+    finally:
+        h.close()
+        sandbox.reclaim(_OWNER, model.budget("settle"))
+
+
+def _drain(h: SchedulerHarness, tasks: list[QueuedTask], model: TimeModel) -> None:
+    """Heartbeat until every task has its terminal event; give up early on decisive evidence (a task
+    whose work ended more than the report budget ago without an event)."""
+    journal_report = model.budget("report")
+
+    def settled() -> bool:
+        if all(h.terminal_events(t.key) for t in tasks):
+            return True
+        now, journal = time.monotonic(), h.journal()
+        lost = [t for t in tasks if not h.terminal_events(t.key)
+                and any(r.finished is not None and now - r.finished > journal_report
+                        for r in journal.runs_of(t.task_id))]
+        if lost:
+            raise WaitTimedOut("work ended without a terminal event")
+        return False
+
+    h.drain(settled, f"terminal events for {[t.task_id for t in tasks]}", model.budget("event") * _PATIENCE,
+            tasks=tasks, awaiting="terminal")
+
+
+def _measure(h: SchedulerHarness, tasks: list[QueuedTask], heartbeat: float) -> Calibration:
+    journal = h.journal()
+    starts, reports, trips = [], [], []
+    for task in tasks:
+        event = h.terminal_events(task.key)[0]
+        runs = journal.runs_of(task.task_id)
+        trips.append(event.at - task.queued_at)
+        if runs:
+            starts.append(runs[0].started - task.queued_at)
+            if runs[0].finished is not None:
+                reports.append(max(0.0, event.at - runs[0].finished))
+    return Calibration(round_trip=max(trips), start_latency=max(starts, default=0.0),
+                       report_latency=max(reports, default=0.0), heartbeat=heartbeat, samples=len(tasks))
+
+
+def _diagnose(h: SchedulerHarness, tasks: list[QueuedTask], stage: str) -> str:
+    """One sentence from the journal: what happened to the tasks, and what that means."""
+    journal = h.journal()
+    waiting = [t for t in tasks if not h.terminal_events(t.key)]
+    started = [t for t in waiting if journal.runs_of(t.task_id)]
+    finished = [t for t in started if journal.finished(t.task_id)]
+    launches = {t.task_id: len(journal.runs_of(t.task_id)) for t in tasks}
+    if not any(journal.runs_of(t.task_id) for t in tasks):
+        return ("no task ever started: nothing reached the journal. The executor took the tasks (queue, heartbeat) "
+                "but never ran them -- or ran them where the suite's environment is missing: a worker outside "
+                "this process must inherit CONFORMANCE_JOURNAL_DIR and PYTHONPATH (the probe seam) from the "
+                f"process that runs the scheduler; executor state: {_bookkeeping(h)}")
+    if finished and len(finished) == len(waiting):
+        return (f"tasks ran and ended, but no terminal event came back for {[t.task_id for t in finished]}: "
+                "report each finished task with self.success(key) / self.fail(key) (or change_state) from sync(); "
+                f"runs per task: {launches}")
+    if any(n > 1 for n in launches.values()):
+        return f"tasks were launched more than once while {stage}: runs per task {launches}"
+    return (f"while {stage}, {len(started)} of {len(waiting)} waiting tasks started and {len(finished)} ended "
+            f"before the budget ran out; runs per task {launches}; executor state: {_bookkeeping(h)}")
+
+
+def _bookkeeping(h: SchedulerHarness) -> str:
+    ex = h.executor
+    parts = []
+    for name in ("queued_tasks", "running", "event_buffer"):
+        try:
+            parts.append(f"{name}={len(getattr(ex, name))}")
+        except Exception as exc:
+            parts.append(f"{name} unreadable ({type(exc).__name__})")
+    return ", ".join(parts)
