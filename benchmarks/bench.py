@@ -1,5 +1,6 @@
 """Benchmarks on this machine: certification wall time, per-area time, state-machine examples/s,
-and the reference LocalExecutor's throughput against Airflow's own LocalExecutor.
+time to a verdict for broken executors, and the reference LocalExecutor's throughput against
+Airflow's own LocalExecutor.
 
     python benchmarks/bench.py [--runs 3] [--tasks 200] [--json out.json]
 
@@ -37,6 +38,20 @@ def certification_wall(executor: str, runs: int) -> tuple[float, dict[str, float
                 for check in report["checks"]:
                     per_area[check["area"]] += check["seconds"]
     return statistics.median(walls), dict(per_area)
+
+
+def time_to_verdict(executor: str) -> tuple[float, str]:
+    """Wall time of a whole certification (no e2e) of a broken executor, in a new process, and its
+    verdict line: the preflight should stop such a run in seconds, not minutes."""
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))}
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--executor", executor],
+                              cwd=tmp, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+    verdict = next((line for line in done.stdout.splitlines() if line.startswith("VERDICT:")), "no verdict")
+    return wall, verdict
 
 
 def e2e_wall(executor: str) -> tuple[float, dict[str, float]]:
@@ -121,6 +136,10 @@ def _measure(args: argparse.Namespace) -> int:
         rate, n, took = state_machine_rate(name)
         results[f"stateful {name}"] = {"examples_per_s": round(rate, 2), "examples": n, "seconds": round(took, 2)}
         print(f"state machine (ci) on {name}: {n} examples in {took:.1f} s = {rate:.2f} examples/s")
+    for name in ("tests.broken_executors.HeartbeatRaises", "tests.broken_executors.NeverReportsResults"):
+        wall, verdict = time_to_verdict(name)
+        results[f"verdict {name}"] = {"wall_s": round(wall, 1), "verdict": verdict}
+        print(f"time to a verdict for {name}: {wall:.1f} s ({verdict})")
     from airflow.executors.local_executor import LocalExecutor as AirflowLocal
 
     from reference_executors import LocalExecutor as ReferenceLocal

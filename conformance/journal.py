@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -190,24 +190,51 @@ class Journal:
         return pairs
 
 
+@dataclass
+class _Parsed:
+    """What has been read of one journal file so far: reading resumes at ``offset``, so each snapshot
+    costs only the lines appended since the last one (a session's journal grows to thousands of runs,
+    and checks poll it every few milliseconds)."""
+
+    inode: int
+    offset: int = 0
+    runs: list[ProbeRun] = field(default_factory=list)
+    index: dict[str, int] = field(default_factory=dict)
+    early_ends: dict[str, dict[str, Any]] = field(default_factory=dict)
+    others: list[dict[str, Any]] = field(default_factory=list)
+
+
+_PARSED: dict[Path, _Parsed] = {}
+
+
 def _read(path: Path) -> tuple[list[ProbeRun], list[dict[str, Any]]]:
     """Runs (a start entry and its end entry, matched by ``run``) and every other entry."""
-    if not path.exists():
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        _PARSED.pop(path, None)
         return [], []
-    starts: dict[str, dict[str, Any]] = {}
-    ends: dict[str, dict[str, Any]] = {}
-    order: list[str] = []
-    others: list[dict[str, Any]] = []
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
-                break  # a writer is mid-line; the next snapshot will see it
-            entry = json.loads(line)
-            if entry["event"] == "start":
-                starts[entry["run"]] = entry
-                order.append(entry["run"])
-            elif entry["event"] == "end":
-                ends[entry["run"]] = entry
+    parsed = _PARSED.get(path)
+    inode = stat.st_ino
+    if parsed is None or parsed.inode != inode or stat.st_size < parsed.offset:
+        parsed = _PARSED[path] = _Parsed(inode)
+    with open(path, "rb") as fh:
+        fh.seek(parsed.offset)
+        data = fh.read()
+    complete = data[: data.rfind(b"\n") + 1]  # a writer may be mid-line; the next snapshot will see it
+    parsed.offset += len(complete)
+    for line in complete.splitlines():
+        entry = json.loads(line)
+        uid = entry.get("run")
+        if entry["event"] == "start":
+            parsed.index[uid] = len(parsed.runs)
+            parsed.runs.append(ProbeRun(entry, parsed.early_ends.pop(uid, None)))
+        elif entry["event"] == "end":
+            if uid in parsed.index:
+                i = parsed.index[uid]
+                parsed.runs[i] = ProbeRun(parsed.runs[i].start, entry)
             else:
-                others.append(entry)
-    return [ProbeRun(starts[uid], ends.get(uid)) for uid in order], others
+                parsed.early_ends[uid] = entry
+        else:
+            parsed.others.append(entry)
+    return list(parsed.runs), list(parsed.others)

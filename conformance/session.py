@@ -22,6 +22,7 @@ import pytest
 import conformance
 from conformance import checks
 from conformance.context import RunOptions
+from conformance.inherited import Inherited
 from conformance.outcomes import CheckResult, Outcome
 from conformance.preflight import PreflightResult
 from conformance.profile import ExecutorProfile, ProfileError, check_constructible, load_backend_driver
@@ -103,6 +104,8 @@ class ConformanceSession:
         self._calibrated = False
         self._capabilities: dict[str, bool] | None = None
         self.preflight: PreflightResult | None = None
+        self._inherited: Inherited | None = None
+        self._inherited_done = False
 
     # -- what every check of this session shares (computed on first use, in each worker) ----------
     def run_options(self) -> RunOptions:
@@ -203,6 +206,8 @@ class ConformanceSession:
         write(f"{'area':<12} " + " ".join(f"{s:>16}" for s in STATUS_ORDER))
         for area in sorted(by_area):
             write(f"{area:<12} " + " ".join(f"{by_area[area][s]:>16}" for s in STATUS_ORDER))
+        if self.preflight is not None and self.preflight.diagnosis:
+            write(f"PREFLIGHT FAILED (nothing else was run): {self.preflight.diagnosis}")
         for group in self.failure_groups():
             write(f"{len(group['checks'])} checks share one cause (fix it first): {group['cause']}")
             write(f"    {', '.join(group['checks'])}")
@@ -211,6 +216,13 @@ class ConformanceSession:
                 write(f"late work (ran after its check had ended), seen during {check_id}: {leak}")
         for leftover in self.leftovers:
             write(f"process left running at the end of the session (ended by the suite): {leftover}")
+        inherited = self.inherited()
+        if inherited is not None:
+            write(f"Inherited: {inherited.base_path} fails {len(inherited.check_ids)} of these checks too (same "
+                  f"session): {', '.join(inherited.check_ids)}")
+            write("  They are your base class's deviations (see the suite's reports/FINDINGS.md). To certify your "
+                  "own code, paste under [tool.executor-conformance] in pyproject.toml:")
+            write(f"  {inherited.expected_failures_toml()}")
         verdict = self.verdict()
         write(f"VERDICT: {self.profile.label} is {'CERTIFIED' if verdict else 'NOT CERTIFIED'} "
               f"({self._counts()})")
@@ -225,8 +237,22 @@ class ConformanceSession:
 
     # -- results -----------------------------------------------------------------------------------
     def verdict(self) -> bool:
-        return bool(self.results) and not any(r["status"] in ("failed", "inconclusive")
+        """Certified: something ran, nothing failed, nothing was inconclusive or left unrun."""
+        return bool(self.results) and not any(r["status"] in ("failed", "inconclusive", "not run")
                                               for r in self.results.values())
+
+    def inherited(self) -> Inherited | None:
+        """Failures the executor's Airflow base class has too (computed once, on the controller)."""
+        if self.is_worker:
+            return None
+        if not self._inherited_done:
+            from conformance.inherited import inherited_failures
+
+            failed = sorted(c for c, r in self.results.items() if r["status"] == "failed")
+            self._inherited = (inherited_failures(self.profile, self.sandbox, self.run_options(), failed)
+                               if failed and not self.preflight_diagnosis() else None)
+            self._inherited_done = True
+        return self._inherited
 
     def failure_groups(self) -> list[dict[str, Any]]:
         """Failures (and checks not run) that share a root cause, largest group first."""
@@ -261,6 +287,8 @@ class ConformanceSession:
             "time_model": self._options.time.as_dict() if self._calibrated else None,
             "preflight": self.preflight.diagnosis or "passed" if self.preflight is not None else None,
             "failure_groups": self.failure_groups(),
+            "inherited_failures": ({"base": inh.base_path, "checks": inh.check_ids}
+                                   if (inh := self.inherited()) is not None else None),
             "leftover_processes": self.leftovers,
             "checks": entries,
         }

@@ -421,15 +421,16 @@ def run_stateful(profile: ExecutorProfile, sandbox: Sandbox, *, hypothesis_profi
         group = getattr(exc, "exceptions", None)
         if isinstance(group, tuple) and group:  # an exception group: report the first real failure
             exc = next((e for e in group if isinstance(e, PropertyViolated)), group[0])
+        out_of_time = isinstance(exc, BudgetSpent) or time.monotonic() > machine.config.deadline
         unreplayable = "Inconsistent data generation" in str(exc) or type(exc).__name__.startswith("Flaky")
-        if (unreplayable or isinstance(exc, BudgetSpent)) and violations:
+        if (unreplayable or out_of_time) and violations:
             prop, rules = min(violations, key=lambda v: len(v[1]))
-            why = ("hypothesis could not replay it (the executor's behaviour is timing-dependent)" if unreplayable
-                   else "the state machine's time budget ended the shrinking")
+            why = ("the state machine's time budget ended the shrinking" if out_of_time
+                   else "hypothesis could not replay it (the executor's behaviour is timing-dependent)")
             raise PropertyViolated(
                 f"SPEC PROP {prop} broke ({len(violations)} times); {why}. The shortest programme seen:\n"
                 f"    {' -> '.join(rules)}") from None
-        if isinstance(exc, BudgetSpent):
+        if out_of_time and not violations:
             return  # the budget ended generation before any violation: every example run held
         if unreplayable:
             raise PropertyViolated(f"the executor broke no named SPEC PROP invariant, but hypothesis saw "

@@ -141,3 +141,20 @@ def test_the_sandbox_database_is_migrated(sandbox: Sandbox) -> None:
     result = run_check(checks.get("lifecycle.repeated_build_start_end"),
                        ExecutorProfile(executor_class=ReadsTaskInstanceTable), sandbox)
     assert result.outcome is Outcome.PASSED, result.message
+
+
+class EndHangsAndNeverStarts(broken.NeverStarts):
+    """Two defects: queued work never starts, and end() never returns."""
+
+    def end(self) -> None:
+        threading.Event().wait()
+
+
+def test_a_teardown_problem_is_reported_even_when_the_check_already_failed(sandbox: Sandbox) -> None:
+    result = run_check(checks.get("heartbeat.triggers_queued_work"),
+                       ExecutorProfile(executor_class=EndHangsAndNeverStarts), sandbox,
+                       options=RunOptions(time=TimeModel(scale=0.3)))
+    assert result.outcome is Outcome.FAILED
+    assert "queued tasks did not start" in result.message
+    assert "Also found while tearing the check down" in result.message
+    assert "EndHangsAndNeverStarts.end() did not return within" in result.message
