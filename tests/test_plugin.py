@@ -234,3 +234,22 @@ def test_failures_inherited_from_an_airflow_executor_are_named(pytester: pytest.
         "lifecycle.terminate_stops_work*",
         '*expected_failures = { "lifecycle.terminate_stops_work" = "inherited from LocalExecutor of Airflow *" }*',
     ])
+
+
+def test_processes_an_executor_leaves_behind_are_ended_and_reported(pytester: pytest.Pytester) -> None:
+    """A worker process that end() forgets: the check that started it fails, and pytest does not wait."""
+    pytester.makepyfile(leaky_executors="""
+        import multiprocessing
+        import time
+        from reference_executors import LocalExecutor
+
+        class ForgetsItsWorker(LocalExecutor):
+            def start(self):
+                super().start()
+                self._worker = multiprocessing.Process(target=time.sleep, args=(3600,))  # not a daemon
+                self._worker.start()
+    """)
+    result = pytester.runpytest_subprocess("--executor", "leaky_executors.ForgetsItsWorker", "-p", "no:randomly",
+                                           "--checks", "lifecycle.repeated_build_start_end", timeout=300)
+    result.stdout.fnmatch_lines(["*processes outlived end() and were ended by the suite: pid *",
+                                 "*VERDICT: leaky_executors.ForgetsItsWorker is NOT CERTIFIED*"])

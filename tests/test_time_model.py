@@ -158,3 +158,39 @@ def test_a_teardown_problem_is_reported_even_when_the_check_already_failed(sandb
     assert "queued tasks did not start" in result.message
     assert "Also found while tearing the check down" in result.message
     assert "EndHangsAndNeverStarts.end() did not return within" in result.message
+
+
+class LateStarter(LocalExecutor):
+    """A remote backend that keeps work and starts it a second later, even after end() returned."""
+
+    def _dispatch(self, key: Any, payload: Any) -> None:
+        timer = threading.Timer(1.0, LocalExecutor._dispatch, (self, key, payload))
+        timer.daemon = True
+        timer.start()
+
+    def end(self) -> None:
+        pass  # does not wait for anything
+
+
+def test_work_that_runs_after_its_check_ended_is_reported_against_that_check(sandbox: Sandbox) -> None:
+    from conformance.probes import Probe, ProbeKind
+
+    first = checks.get("lifecycle.repeated_build_start_end")
+    original = first.func
+
+    def queue_and_leave(ctx: Any) -> None:
+        h = ctx.harness()
+        h.queue(Probe.new(ProbeKind.OK))
+        h.heartbeat()  # dispatched: the backend starts it a second later
+
+    object.__setattr__(first, "func", queue_and_leave)
+    try:
+        run_check(first, ExecutorProfile(executor_class=LateStarter), sandbox)
+    finally:
+        object.__setattr__(first, "func", original)
+    owned = sandbox.owned_by(first.id)
+    wait_until(lambda: any(r.task_id in owned for r in sandbox.journal().runs), "the late run to start", 30)
+    later = run_check(checks.get("attributes.declared_with_types"), ExecutorProfile(executor_class=LocalExecutor),
+                      sandbox)
+    assert later.outcome is Outcome.PASSED, later.message  # not blamed on the check that happened to run next
+    assert any(leak.startswith(f"{first.id}: ") for leak in later.leaks), later.leaks
