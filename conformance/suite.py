@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from conformance import checks
+from conformance.catalog import CheckSpec
 from conformance.checks.preflight import PREFLIGHT_ID
 from conformance.context import RunOptions
 from conformance.outcomes import CheckResult, Outcome
@@ -45,6 +46,15 @@ def _shared(request: pytest.FixtureRequest, profile: Any, sandbox: Any) -> tuple
     return _FALLBACK[id(profile)]
 
 
+def _preflight_result(spec: CheckSpec, diagnosis: str) -> CheckResult:
+    if not diagnosis:
+        return CheckResult(spec.id, Outcome.PASSED)
+    message = "\n".join([f"[{spec.id}] violates SPEC {spec.clause}: {spec.title}",
+                          f"What the executor did: {diagnosis}",
+                          f"What Airflow's scheduler expects: {spec.expects}", f"How to fix: {spec.fix}"])
+    return CheckResult(spec.id, Outcome.FAILED, message, cause=f"preflight: {diagnosis}")
+
+
 @pytest.mark.parametrize("check_id", sorted(checks.catalogue()))
 def test_check(conformance_sandbox: Any, executor_profile: Any, check_id: str,
                request: pytest.FixtureRequest) -> None:
@@ -54,10 +64,10 @@ def test_check(conformance_sandbox: Any, executor_profile: Any, check_id: str,
         result = CheckResult(check_id, Outcome.NOT_RUN, f"not run: the preflight failed ({preflight_failed}); "
                              "fix that first -- this check could only have failed for the same reason",
                              cause=f"preflight: {preflight_failed}")
+    elif check_id == PREFLIGHT_ID:  # the session ran it already (it calibrated the run): its verdict stands
+        result = _preflight_result(spec, preflight_failed)
     else:
         result = run_check(spec, executor_profile, conformance_sandbox, capabilities, options)
-        if check_id == PREFLIGHT_ID and result.outcome is Outcome.FAILED:
-            result.cause = f"preflight: {preflight_failed}" if preflight_failed else result.cause
     record(request.node, result)
     expected = executor_profile.expected_failures.get(check_id)
     if result.outcome in (Outcome.NOT_APPLICABLE, Outcome.NOT_SUPPORTED, Outcome.NOT_RUN):

@@ -31,7 +31,7 @@ FLOORS: dict[str, float] = {
     "end": 30.0,  # end() with work in flight
     "terminate": 15.0,  # terminate() and the task processes going away after it
     "settle": 3.0,  # released probes writing their end entry; leftovers going away
-    "window": 0.5,  # an observation window: the chance a broken executor gets to show itself
+    "window": 0.3,  # an observation window: the chance a broken executor gets to show itself
     "state_machine": 240.0,  # the whole hypothesis run, generation and shrinking
     "e2e": 120.0,  # one DAG run under a real scheduler
 }
