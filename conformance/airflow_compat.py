@@ -211,9 +211,8 @@ def tasks_run_command(dag_id: str, task_id: str, run_id: str, map_index: int = -
 
 
 def _make_workload(ti: Any) -> Any:
-    from airflow.executors import workloads as workloads_module
-
-    workloads: Any = workloads_module  # 3.0-3.2 and 3.3 name and type these differently
+    # imported by name: the module exists on 3.x only, and 3.0-3.2 and 3.3 name and type these differently
+    workloads: Any = importlib.import_module("airflow.executors.workloads")
     dto_cls = getattr(workloads, "TaskInstanceDTO", None) or workloads.TaskInstance
     dto = dto_cls.model_validate(ti, from_attributes=True)
     return workloads.ExecuteTask(

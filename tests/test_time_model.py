@@ -161,12 +161,17 @@ def test_a_teardown_problem_is_reported_even_when_the_check_already_failed(sandb
 
 
 class LateStarter(LocalExecutor):
-    """A remote backend that keeps work and starts it a second later, even after end() returned."""
+    """A remote backend that keeps work and starts it later -- here: once the test opens the gate, after
+    the check that queued it has ended (and end() returned without waiting)."""
+
+    gate = threading.Event()
 
     def _dispatch(self, key: Any, payload: Any) -> None:
-        timer = threading.Timer(1.0, LocalExecutor._dispatch, (self, key, payload))
-        timer.daemon = True
-        timer.start()
+        def start_when_allowed() -> None:
+            if self.gate.wait(120):
+                LocalExecutor._dispatch(self, key, payload)
+
+        threading.Thread(target=start_when_allowed, daemon=True).start()
 
     def end(self) -> None:
         pass  # does not wait for anything
@@ -181,13 +186,14 @@ def test_work_that_runs_after_its_check_ended_is_reported_against_that_check(san
     def queue_and_leave(ctx: Any) -> None:
         h = ctx.harness()
         h.queue(Probe.new(ProbeKind.OK))
-        h.heartbeat()  # dispatched: the backend starts it a second later
+        h.heartbeat()  # dispatched: the backend keeps it for later
 
     object.__setattr__(first, "func", queue_and_leave)
     try:
         run_check(first, ExecutorProfile(executor_class=LateStarter), sandbox)
     finally:
         object.__setattr__(first, "func", original)
+    LateStarter.gate.set()  # the check has ended: now the backend starts what it kept
     owned = sandbox.owned_by(first.id)
     wait_until(lambda: any(r.task_id in owned for r in sandbox.journal().runs), "the late run to start", 30)
     later = run_check(checks.get("attributes.declared_with_types"), ExecutorProfile(executor_class=LocalExecutor),
