@@ -189,14 +189,18 @@ def test_work_that_runs_after_its_check_ended_is_reported_against_that_check(san
         h.heartbeat()  # dispatched: the backend keeps it for later
 
     object.__setattr__(first, "func", queue_and_leave)
+    earlier = sandbox.owned_by(first.id)  # other tests in this worker ran this check id too
     try:
         run_check(first, ExecutorProfile(executor_class=LateStarter), sandbox)
     finally:
         object.__setattr__(first, "func", original)
     LateStarter.gate.set()  # the check has ended: now the backend starts what it kept
-    owned = sandbox.owned_by(first.id)
+    owned = sandbox.owned_by(first.id) - earlier
     wait_until(lambda: any(r.task_id in owned for r in sandbox.journal().runs), "the late run to start", 30)
     later = run_check(checks.get("attributes.declared_with_types"), ExecutorProfile(executor_class=LocalExecutor),
                       sandbox)
     assert later.outcome is Outcome.PASSED, later.message  # not blamed on the check that happened to run next
-    assert any(leak.startswith(f"{first.id}: ") for leak in later.leaks), later.leaks
+    runs = [(r.task_id, r.started) for r in sandbox.journal().runs if r.task_id in owned]
+    assert any(leak.startswith(f"{first.id}: ") for leak in later.leaks), (
+        f"late work not reported: leaks {later.leaks}; runs {runs}; {first.id} closed at "
+        f"{sandbox._closed.get(first.id)}")
