@@ -155,6 +155,11 @@ class _Line:
 _TIMING_SUFFIX = " ms)"
 
 
+def _without_timing(line: str) -> str:
+    """A transcript line without its call duration: two polls that differ only in it are the same call."""
+    return line.rsplit(" (", 1)[0] if line.endswith(_TIMING_SUFFIX) else line
+
+
 @dataclass
 class SchedulerHarness:
     executor: Any
@@ -175,10 +180,8 @@ class SchedulerHarness:
     def note(self, text: str) -> None:
         now = time.monotonic() - self._t0
         line = f"{self.name}: {text}"
-        key = line.rsplit(" (", 1)[0] if line.endswith(_TIMING_SUFFIX) else line
         last = self.transcript[-1] if self.transcript else None
-        if last is not None and (last.text.rsplit(" (", 1)[0] if last.text.endswith(_TIMING_SUFFIX)
-                                 else last.text) == key:
+        if last is not None and _without_timing(last.text) == _without_timing(line):
             last.count += 1
             last.last = now
             return
@@ -332,13 +335,8 @@ class SchedulerHarness:
         ``Inconclusive``, with the evidence and how to re-run."""
         now = time.monotonic()
         journal = self.journal()
-        report = self.budget("report")
-        lost = []
-        for task in tasks:
-            if awaiting == "terminal" and not self.terminal_events(task.key):
-                finished = [r.finished for r in journal.runs_of(task.task_id) if r.finished is not None]
-                if finished and now - max(finished) > report:
-                    lost.append(f"{task.task_id} finished {now - max(finished):.1f}s ago")
+        lost = [f"{task_id} finished {ago:.1f}s ago" for task_id, ago in self.ended_unreported(tasks).items()] \
+            if awaiting == "terminal" else []
         if lost:
             raise WaitTimedOut(f"{exc}\nDecisive: the work ended long before the budget ran out and no terminal "
                                f"event came: {', '.join(lost)}", what=exc.what, budget=exc.budget,
@@ -359,6 +357,19 @@ class SchedulerHarness:
             f"{exc}\nInconclusive: the backend was still making progress when the budget ran out (a task started, "
             f"ended or was reported in the last {now - recent:.1f}s), so this is slowness, not a broken contract. "
             f"Re-run with a larger --conformance-time-scale (now {self.time_model.scale:g}).") from None
+
+    def ended_unreported(self, tasks: Sequence[QueuedTask]) -> dict[str, float]:
+        """Tasks whose work ended more than the ``report`` budget ago without a terminal event, with how
+        many seconds ago: the decisive evidence that an event is lost, not late."""
+        now, journal, report = time.monotonic(), self.journal(), self.budget("report")
+        lost = {}
+        for task in tasks:
+            if self.terminal_events(task.key):
+                continue
+            finished = [r.finished for r in journal.runs_of(task.task_id) if r.finished is not None]
+            if finished and now - max(finished) > report:
+                lost[task.task_id] = now - max(finished)
+        return lost
 
     def adopt(self, tis: Sequence[Any]) -> list[Any]:
         result = self.call(f"try_adopt_task_instances({len(tis)} TIs)",

@@ -83,16 +83,10 @@ def run_preflight(profile: ExecutorProfile, sandbox: Sandbox, model: TimeModel) 
 def _drain(h: SchedulerHarness, tasks: list[QueuedTask], model: TimeModel) -> None:
     """Heartbeat until every task has its terminal event; give up early on decisive evidence (a task
     whose work ended more than the report budget ago without an event)."""
-    journal_report = model.budget("report")
-
     def settled() -> bool:
         if all(h.terminal_events(t.key) for t in tasks):
             return True
-        now, journal = time.monotonic(), h.journal()
-        lost = [t for t in tasks if not h.terminal_events(t.key)
-                and any(r.finished is not None and now - r.finished > journal_report
-                        for r in journal.runs_of(t.task_id))]
-        if lost:
+        if h.ended_unreported(tasks):
             raise WaitTimedOut("work ended without a terminal event")
         return False
 
