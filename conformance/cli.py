@@ -7,7 +7,6 @@ pytest option (``-k``, ``-x``, ``-n``, ``--junitxml``) works after the dotted pa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -23,7 +22,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     certify = sub.add_parser("certify", help="run the suite against an executor and write a report")
-    certify.add_argument("executor", metavar="DOTTED.PATH", help="e.g. my_pkg.executors.MyExecutor")
+    certify.add_argument("executor", metavar="DOTTED.PATH", nargs="?",
+                         help="e.g. my_pkg.executors.MyExecutor (default: executor under [tool.executor-conformance] "
+                              "in ./pyproject.toml)")
     certify.add_argument("--report", metavar="DIR", help="report directory (default reports/<executor-name>/)")
     certify.add_argument("--executor-kwargs", metavar="JSON", help="constructor kwargs as a JSON object")
     certify.add_argument("--backend-driver", metavar="DOTTED.PATH",
@@ -32,12 +33,22 @@ def _parser() -> argparse.ArgumentParser:
                          help="also run the end-to-end tier under a real Airflow scheduler (takes minutes)")
     certify.add_argument("--time-scale", metavar="FACTOR", type=float,
                          help="multiply every time budget (a slow backend or a busy machine; default 1)")
+    certify.add_argument("--strict", action="store_true",
+                         help="no exceptions: expected failures and advice fail the certification")
+    certify.add_argument("--seed", type=int, metavar="N", help="seed of the state machine (the report records it)")
+    certify.add_argument("--checks", metavar="ID[,ID...]", help="run only these checks (the verdict is PARTIAL)")
+    certify.add_argument("--coverage", action="store_true",
+                         help="measure line and branch coverage of the executor's package, task processes included "
+                              "(costs time: about 1.8x for the reference LocalExecutor)")
     certify.add_argument("--airflow-info", action="store_true", help="print the installed Airflow and exit")
     certify.epilog = "Any other argument is passed to pytest (e.g. -k heartbeat, -x, -n 2, --junitxml=FILE)."
 
     sub.add_parser("checks", help="print the catalogue of checks")
     explain = sub.add_parser("explain", help="explain one check: what it asserts, why, how to fix")
     explain.add_argument("check_id")
+    diff = sub.add_parser("diff", help="compare two certificates; exit 1 when a check newly fails")
+    diff.add_argument("old", metavar="OLD", help="a report.json or a folder of reports")
+    diff.add_argument("new", metavar="NEW", help="a report.json or a folder of reports")
     matrix = sub.add_parser("matrix", help="merge report.json files into one Markdown matrix")
     matrix.add_argument("reports", nargs="+", metavar="REPORT_OR_DIR")
     matrix.add_argument("--output", metavar="FILE", help="write the table here as well as to stdout")
@@ -56,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         return _checks()
     if args.command == "explain":
         return _explain(args.check_id)
+    if args.command == "diff":
+        return _diff(Path(args.old), Path(args.new))
     if args.command == "matrix":
         return _matrix(args.reports, args.output)
     parser.print_help()
@@ -70,24 +83,27 @@ def _certify(args: argparse.Namespace) -> int:
         return 0
     import pytest
 
-    name = args.executor.replace(":", ".").rsplit(".", 1)[-1]
+    from conformance.settings import pyproject_settings
+
+    executor = args.executor or pyproject_settings(Path.cwd()).get("executor")
+    if not executor:
+        print("executor-conformance certify: name the executor (pkg.mod.Class), or set executor under "
+              "[tool.executor-conformance] in ./pyproject.toml", file=sys.stderr)
+        return 4
+    name = str(executor).replace(":", ".").rsplit(".", 1)[-1]
     report = args.report or os.path.join("reports", name)
-    pytest_args = ["--executor", args.executor, "--conformance-report", report, "-p", "no:cacheprovider"]
-    if args.executor_kwargs:
-        pytest_args += ["--executor-kwargs", args.executor_kwargs]
-    if args.e2e:
-        pytest_args += ["--e2e"]
-    if args.backend_driver:
-        pytest_args += ["--backend-driver", args.backend_driver]
-    if args.time_scale:
-        pytest_args += ["--conformance-time-scale", str(args.time_scale)]
+    pytest_args = ["--executor", str(executor), "--conformance-report", report, "-p", "no:cacheprovider"]
+    for flag, value in (("--executor-kwargs", args.executor_kwargs), ("--backend-driver", args.backend_driver),
+                        ("--conformance-time-scale", args.time_scale), ("--conformance-seed", args.seed),
+                        ("--checks", args.checks)):
+        if value is not None:
+            pytest_args += [flag, str(value)]
+    pytest_args += [flag for flag, on in (("--e2e", args.e2e), ("--conformance-strict", args.strict),
+                                          ("--conformance-coverage", args.coverage)) if on]
     extra = [a for a in args.pytest_args if a != "--"]
     if not any(a.startswith("-n") or a == "--numprocesses" for a in extra) and (os.cpu_count() or 1) >= 4:
         extra += ["-n", "auto", "--dist", "loadgroup"]  # xdist pays off with spare cores; sandboxes are per worker
-    code = int(pytest.main(pytest_args + extra))
-    if (Path(report) / "report.md").exists() and code in (0, 1):
-        print(f"report: {Path(report) / 'report.md'}")
-    return code
+    return int(pytest.main(pytest_args + extra))
 
 
 def _checks() -> int:
@@ -106,7 +122,7 @@ def _explain(check_id: str) -> int:
     from conformance import checks
 
     try:
-        spec = checks.get(check_id)
+        spec = checks.get(check_id)  # its KeyError says "did you mean" for a typo
     except KeyError as exc:
         print(f"executor-conformance: {exc.args[0]} (see `executor-conformance checks`)", file=sys.stderr)
         return 4
@@ -119,18 +135,33 @@ def _explain(check_id: str) -> int:
     return 0
 
 
+def _diff(old: Path, new: Path) -> int:
+    """Exit 0: nothing newly fails; 1: a regression; 4: a report could not be read."""
+    from conformance.diff import diff_paths
+
+    try:
+        diffs = diff_paths(old, new)
+    except ValueError as exc:
+        print(f"executor-conformance diff: {exc}", file=sys.stderr)
+        return 4
+    print("\n\n".join(d.render() for d in diffs))
+    return 1 if any(d.regressed for d in diffs) else 0
+
+
 def _matrix(paths: list[str], output: str | None) -> int:
+    """A report that cannot be read is a warning (the matrix shows the others); none readable is an error."""
     from conformance.matrix import render_matrix
+    from conformance.report import load_report
 
     reports = []
     for raw in paths:
-        path = Path(raw)
-        path = path / "report.json" if path.is_dir() else path
         try:
-            reports.append(json.loads(path.read_text()))
-        except (OSError, ValueError) as exc:
-            print(f"executor-conformance: cannot read {path}: {exc}", file=sys.stderr)
-            return 4
+            reports.append(load_report(Path(raw)))
+        except ValueError as exc:
+            print(f"executor-conformance matrix: warning: {exc}; left out of the matrix", file=sys.stderr)
+    if not reports:
+        print("executor-conformance matrix: no readable report", file=sys.stderr)
+        return 4
     table = render_matrix(reports)
     print(table)
     if output:

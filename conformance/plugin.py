@@ -2,7 +2,11 @@
 
 Loaded in every pytest run of an environment where the package is installed (entry point
 ``pytest11``), so it imports nothing heavy at module level: Airflow and the suite are only imported
-once ``--executor`` (or ``[tool.executor-conformance]``/ini ``executor``) asks for a certification.
+when a run asks for a certification. Configuration (``[tool.executor-conformance]`` in pyproject.toml,
+or ini keys) says *how* to certify; only ``--executor`` or ``--conformance`` on the command line (what
+``executor-conformance certify`` passes) makes a run one, so an author's own unit tests stay theirs.
+The conftest route (a module importing ``conformance.suite.test_check`` with an ``executor_profile``
+fixture) is a certification too, found at collection.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("executor-conformance", "Airflow executor conformance")
     group.addoption("--executor", action="store", default=None, metavar="DOTTED.PATH",
                     help="certify this BaseExecutor subclass (pkg.mod.Class or pkg.mod:Class)")
+    group.addoption("--conformance", action="store_true", default=False,
+                    help="certify the executor configured in [tool.executor-conformance] (or ini 'executor')")
     group.addoption("--executor-kwargs", action="store", default=None, metavar="JSON",
                     help="constructor keyword arguments for the executor, as a JSON object")
     group.addoption("--backend-driver", action="store", default=None, metavar="DOTTED.PATH",
@@ -34,6 +40,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "from a calibration of the executor on this machine")
     group.addoption("--conformance-hypothesis-profile", action="store", default=None, choices=("ci", "thorough"),
                     help="state-machine effort: ci (a few dozen examples, default) or thorough (hundreds)")
+    group.addoption("--conformance-seed", action="store", default=None, type=int, metavar="N",
+                    help="seed of the state machine's programmes (the report records the one used)")
+    group.addoption("--conformance-coverage", action="store_true", default=False,
+                    help="measure line and branch coverage of the executor's package (scheduler side and task "
+                         "processes) and put it in the report (`executor-conformance certify --coverage`)")
+    group.addoption("--conformance-strict", action="store_true", default=False,
+                    help="no exceptions: expected failures and advice fail the run")
     parser.addini("executor", "dotted path of the executor to certify (like --executor)", default="")
     parser.addini("executor_kwargs", "JSON object of constructor kwargs (like --executor-kwargs)", default="")
     parser.addini("backend_driver", "dotted path of a BackendDriver (like --backend-driver)", default="")
@@ -61,25 +74,89 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker, text in AREAS.items():
         config.addinivalue_line("markers", f"{marker}: {text}")
     config.addinivalue_line("markers", "conformance_check(check_id): a check of the executor conformance suite")
-    dotted = _setting(config, "--executor", "executor")
-    if not dotted:
+    asked = config.getoption("--executor") or config.getoption("--conformance")
+    if not asked:
+        config.pluginmanager.register(_ConftestRoute(config), "executor-conformance-conftest-route")
         return
     from conformance.session import start_session
 
     try:
-        state = start_session(config, dotted, _setting(config, "--executor-kwargs", "executor_kwargs"),
-                              _expected_failure_lines(config), _setting(config, "--backend-driver", "backend_driver"),
-                              _time_scale(_setting(config, "--conformance-time-scale", "executor_time_scale",
-                                                   "time_scale")))
+        settings = read_settings(config)
+        if not settings.executor:
+            raise pytest.UsageError("--conformance: no executor configured (set executor = \"pkg.mod.Class\" under "
+                         "[tool.executor-conformance] in pyproject.toml, or pass --executor)")
+        state = start_session(config, settings)
+    except pytest.UsageError:
+        raise
     except Exception as exc:  # ProfileError and friends: one line, pytest's usage-error exit code 4
         raise pytest.UsageError(str(exc)) from None
-    setattr(config, _STATE_KEY, state)
-    config.pluginmanager.register(state, "executor-conformance-session")
+    _register(config, state)
     suite = str(Path(__file__).with_name("suite.py"))
     if config.args_source != pytest.Config.ArgsSource.ARGS:
-        config.args[:] = [suite]
-    elif suite not in config.args:
-        config.args.append(suite)
+        config.args[:] = [suite]  # no paths given: the run is the suite (not the project's testpaths)
+    # Paths given (a printed reproducer, the author's own suite module): exactly those run.
+
+
+def read_settings(config: pytest.Config) -> Any:
+    """Everything the user configured, from the command line, ini and pyproject (in that order)."""
+    from conformance.session import SessionSettings, e2e_requested
+
+    report = config.getoption("--conformance-report")
+    checks = tuple(c.strip() for c in (config.getoption("--checks") or "").split(",") if c.strip())
+    return SessionSettings(
+        executor=_setting(config, "--executor", "executor"),
+        executor_kwargs=_setting(config, "--executor-kwargs", "executor_kwargs"),
+        backend_driver=_setting(config, "--backend-driver", "backend_driver"),
+        expected_failures=_expected_failure_lines(config),
+        time_scale=_time_scale(_setting(config, "--conformance-time-scale", "executor_time_scale", "time_scale")),
+        report_dir=Path(report) if report else None,
+        checks=checks,
+        strict=bool(config.getoption("--conformance-strict")),
+        coverage=bool(config.getoption("--conformance-coverage")),
+        seed=config.getoption("--conformance-seed"),
+        hypothesis_profile=config.getoption("--conformance-hypothesis-profile") or "ci",
+        e2e=e2e_requested(config))
+
+
+def _register(config: pytest.Config, state: Any) -> None:
+    setattr(config, _STATE_KEY, state)
+    config.pluginmanager.register(state, "executor-conformance-session")
+
+
+class _ConftestRoute:
+    """Watches a run that was not asked to certify: if it collects the suite's ``test_check`` (a
+    conftest ``executor_profile``), it becomes a certification with the same summary and report.
+    On an xdist controller nothing is collected, so the first check report starts the session."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+
+    def _session(self) -> Any:
+        state = session_state(self.config)
+        if state is None:
+            from conformance.session import deferred_session
+
+            try:
+                state = deferred_session(self.config, read_settings(self.config))
+            except Exception as exc:
+                raise pytest.UsageError(str(exc)) from None
+            _register(self.config, state)
+        return state
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if session_state(config) is None and any(_is_check(i) for i in items):
+            self._session().pytest_collection_modifyitems(config, items)  # registered too late for this call
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if session_state(self.config) is None and any(k == "check_id" for k, _ in report.user_properties):
+            self._session().pytest_runtest_logreport(report)  # likewise, for the report that created it
+
+
+def _is_check(item: pytest.Item) -> bool:
+    function = getattr(item, "function", None)
+    return (getattr(function, "__module__", "") == "conformance.suite"
+            and getattr(function, "__name__", "") == "test_check")
 
 
 def _time_scale(raw: str | None) -> float:

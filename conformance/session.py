@@ -9,11 +9,15 @@ as data on the report (``user_properties``), never parsed back from skip text.
 from __future__ import annotations
 
 import contextlib
+import functools
 import platform
+import random
 import shutil
 import signal
 import threading
 from collections import Counter
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +29,16 @@ from conformance.context import RunOptions
 from conformance.inherited import Inherited
 from conformance.outcomes import CheckResult, Outcome
 from conformance.preflight import PreflightResult
-from conformance.profile import ExecutorProfile, ProfileError, check_constructible, load_backend_driver
+from conformance.profile import (
+    ExecutorProfile,
+    ProfileError,
+    check_constructible,
+    load_backend_driver,
+    parse_kwargs,
+)
 from conformance.sandbox import Sandbox
 from conformance.timing import TimeModel
+from conformance.verdict import Verdict, judge
 
 STATUS_ORDER = ("passed", "failed", "inconclusive", "not run", "not supported", "not applicable",
                 "expected failure", "advice")
@@ -35,40 +46,76 @@ OUTCOME_PROPERTY = "conformance_outcome"
 MESSAGE_PROPERTY = "conformance_message"
 LEAKS_PROPERTY = "conformance_leaks"
 CAUSE_PROPERTY = "conformance_cause"
+RUN_PROPERTY = "conformance_run"
 _WORKER_LEFTOVERS = "conformance_leftovers"
 
 
-def start_session(config: pytest.Config, dotted: str, kwargs_json: str | None,
-                  expected_failures: dict[str, str], backend_driver: str | None = None,
-                  time_scale: float = 1.0) -> ConformanceSession:
+@dataclass(frozen=True)
+class SessionSettings:
+    """What the user asked for, read once from the command line, ini and pyproject by the plugin."""
+
+    executor: str | None = None
+    executor_kwargs: str | None = None
+    backend_driver: str | None = None
+    expected_failures: dict[str, str] = field(default_factory=dict)
+    time_scale: float = 1.0
+    report_dir: Path | None = None
+    checks: tuple[str, ...] = ()
+    strict: bool = False
+    seed: int | None = None
+    hypothesis_profile: str = "ci"
+    e2e: bool = False
+    coverage: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options a certificate records (enough to re-run it the same way)."""
+        return {"executor_kwargs": parse_kwargs(self.executor_kwargs), "backend_driver": self.backend_driver,
+                "time_scale": self.time_scale, "strict": self.strict, "e2e": self.e2e, "coverage": self.coverage,
+                "hypothesis": {"profile": self.hypothesis_profile, "seed": self.seed},
+                "expected_failures": dict(self.expected_failures)}
+
+
+def validate_settings(settings: SessionSettings) -> None:
+    """Bad input that needs no Airflow, reported before the executor's module (and Airflow) is imported."""
+    validate_check_ids(settings.expected_failures, "expected failures")
+    validate_check_ids(settings.checks, "--checks")
+    parse_kwargs(settings.executor_kwargs)
+
+
+def start_session(config: pytest.Config, settings: SessionSettings) -> ConformanceSession:
+    """A certification of ``settings.executor`` (``--executor`` or ``--conformance``)."""
+    assert settings.executor
+    validate_settings(settings)
+    cov = None
+    if settings.coverage:  # before the executor's module is imported, so that its import counts
+        from conformance import executor_coverage
+
+        if not hasattr(config, "workerinput"):  # the controller prepares; xdist workers inherit the environment
+            executor_coverage.prepare(executor_coverage.measured_package(settings.executor))
+        cov = executor_coverage.start_here()
     # The sandbox first: AIRFLOW_HOME must be set before the executor's module imports Airflow.
     sandbox = Sandbox.create().activate()
     try:
-        profile = ExecutorProfile.from_path(dotted, kwargs_json)
-        if backend_driver:
-            profile.backend = load_backend_driver(backend_driver)
-        profile.expected_failures.update(expected_failures)
-        validate_check_ids(profile.expected_failures, "expected failures")
-        selected = [c.strip() for c in (config.getoption("--checks") or "").split(",") if c.strip()]
-        validate_check_ids(selected, "--checks")
+        profile = ExecutorProfile.from_path(settings.executor, settings.executor_kwargs)
+        if settings.backend_driver:
+            profile.backend = load_backend_driver(settings.backend_driver)
+        profile.expected_failures.update(settings.expected_failures)
         check_constructible(profile)
     except Exception:
         sandbox.deactivate()
         raise
-    report_dir = config.getoption("--conformance-report")
-    reproducers = None
-    if report_dir:
-        reproducers = Path(report_dir).resolve() / "reproducers"
-        if not hasattr(config, "workerinput"):
-            shutil.rmtree(reproducers, ignore_errors=True)  # only this run's reproducers belong next to its report
-    options = RunOptions(time=TimeModel(scale=time_scale * profile.time_scale),
-                         hypothesis_profile=config.getoption("--conformance-hypothesis-profile") or "ci",
-                         reproducer_dir=reproducers)
-    session = ConformanceSession(profile, sandbox, Path(report_dir) if report_dir else None,
-                                 is_worker=hasattr(config, "workerinput"), options=options)
-    session.selected = set(selected)
+    session = ConformanceSession(config, settings)
+    session.coverage_here = cov
+    session.bind(profile, sandbox)
     _stop_cleanly_on_sigterm()
     return session
+
+
+def deferred_session(config: pytest.Config, settings: SessionSettings) -> ConformanceSession:
+    """A certification whose profile comes from a conftest ``executor_profile`` fixture: bound when
+    the first check asks for it (on an xdist controller, never; the workers' reports carry the run)."""
+    validate_settings(settings)
+    return ConformanceSession(config, settings)
 
 
 def _stop_cleanly_on_sigterm() -> None:
@@ -83,39 +130,74 @@ def _stop_cleanly_on_sigterm() -> None:
 
 
 def validate_check_ids(ids: Any, where: str) -> None:
-    known = checks.catalogue()
-    unknown = sorted(set(ids) - set(known))
+    """Unknown ids are one line, with the nearest known id for a typo."""
+    unknown = sorted(set(ids) - set(checks.catalogue()))
     if unknown:
-        raise ProfileError(f"unknown check id(s) in {where}: {', '.join(unknown)} "
-                           f"(see `executor-conformance checks`)")
+        hints = [checks.suggest(cid) for cid in unknown]
+        raise ProfileError(f"unknown check id(s) in {where}: "
+                           + ", ".join(f"{cid}{f' (did you mean {hint}?)' if hint else ''}"
+                                       for cid, hint in zip(unknown, hints))
+                           + " (see `executor-conformance checks`)")
 
 
 class ConformanceSession:
-    def __init__(self, profile: ExecutorProfile, sandbox: Sandbox, report_dir: Path | None, is_worker: bool,
-                 options: RunOptions | None = None):
-        self.profile = profile
-        self.sandbox = sandbox
-        self.report_dir = report_dir
-        self.is_worker = is_worker
+    """One certification run, registered as a pytest plugin (on the controller and on each xdist worker).
+
+    Bound to a profile and a sandbox either at start-up (``--executor``) or by the first check that
+    asks (a conftest ``executor_profile``); an xdist controller is never bound in the conftest route:
+    what the checks ran with travels on their reports (``RUN_PROPERTY``)."""
+
+    def __init__(self, config: pytest.Config, settings: SessionSettings):
+        self.config = config
+        self.settings = settings
+        self.report_dir = settings.report_dir
+        self.is_worker = hasattr(config, "workerinput")
+        self.profile: ExecutorProfile | None = None
+        self.sandbox: Sandbox | None = None
         self.results: dict[str, dict[str, Any]] = {}
-        self.selected: set[str] = set()
+        self.run: dict[str, Any] = {}
         self.leftovers: list[str] = []
-        self._options = options or RunOptions()
+        self.selected: set[str] = set(settings.checks)
+        self.deselected = 0
+        self.started = datetime.now(timezone.utc)
+        self._options = RunOptions()
         self._calibrated = False
         self._capabilities: dict[str, bool] | None = None
         self.preflight: PreflightResult | None = None
         self._inherited: Inherited | None = None
         self._inherited_done = False
+        self.coverage_here: Any = None  # this process's coverage measurement (--conformance-coverage)
+        self.coverage_result: dict[str, Any] | None = None
+
+    def bind(self, profile: ExecutorProfile, sandbox: Sandbox) -> None:
+        import hypothesis.configuration
+
+        self.profile, self.sandbox = profile, sandbox
+        # hypothesis keeps a folder of its own (.hypothesis/); a certification writes nothing in the user's folder
+        hypothesis.configuration.set_hypothesis_home_dir(str(sandbox.root / "hypothesis"))
+        reproducers = None
+        if self.report_dir is not None:
+            reproducers = self.report_dir.resolve() / "reproducers"
+            if not self.is_worker:
+                shutil.rmtree(reproducers, ignore_errors=True)  # only this run's reproducers belong with its report
+        seed = self.settings.seed if self.settings.seed is not None else random.SystemRandom().randrange(2**32)
+        self._options = RunOptions(time=TimeModel(scale=self.settings.time_scale * profile.time_scale),
+                                   hypothesis_profile=self.settings.hypothesis_profile, seed=seed,
+                                   reproducer_dir=reproducers)
 
     # -- what every check of this session shares (computed on first use, in each worker) ----------
+    def _bound(self) -> tuple[ExecutorProfile, Sandbox]:
+        if self.profile is None or self.sandbox is None:
+            raise RuntimeError("the conformance session has no executor profile yet")
+        return self.profile, self.sandbox
+
     def run_options(self) -> RunOptions:
         """The run options with a time model calibrated by the preflight (once per worker session)."""
         if not self._calibrated:
-            from dataclasses import replace
-
             from conformance.preflight import run_preflight
 
-            self.preflight = run_preflight(self.profile, self.sandbox, self._options.time)
+            profile, sandbox = self._bound()
+            self.preflight = run_preflight(profile, sandbox, self._options.time)
             self._options = replace(self._options, time=self._options.time.calibrated(self.preflight.calibration))
             self._calibrated = True
         return self._options
@@ -129,34 +211,65 @@ class ConformanceSession:
             from conformance.confirm import confirmed_capabilities
 
             options = self.run_options()
+            profile, sandbox = self._bound()
             if self.preflight_diagnosis():  # the executor cannot run a no-op task: take the class's word
-                self._capabilities = self.profile.capability_set()
+                self._capabilities = profile.capability_set()
             else:
-                self._capabilities = confirmed_capabilities(self.profile, self.sandbox, options.time)
+                self._capabilities = confirmed_capabilities(profile, sandbox, options.time)
         return self._capabilities
 
+    def run_info(self) -> dict[str, Any]:
+        """What this worker's checks ran with; attached to every check's report for the controller."""
+        profile, _ = self._bound()
+        options = self.run_options()
+        return {"executor": profile.label, "executor_package": executor_package(profile.label),
+                "capabilities": self.capabilities(), "time_model": options.time.as_dict(),
+                "preflight": self.preflight_diagnosis() or "passed", "seed": options.seed,
+                "expected_failures": dict(profile.expected_failures)}
+
     # -- pytest hooks ------------------------------------------------------------------------------
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Any:
+        """While a check runs in this process and pytest writes to a terminal here (no xdist), a long
+        wait shows a live line: which check, what it waits for, how much of its budget is spent."""
+        reporter = item.config.pluginmanager.get_plugin("terminalreporter")
+        check_id = check_id_of(item)
+        if reporter is None or check_id is None or self.is_worker or not reporter.isatty():
+            return (yield)
+        from conformance import timing
+
+        def show(what: str, waited: float, budget: float) -> None:
+            reporter.write_line(f"  ... {check_id}: waiting {waited:.0f}s of {budget:.0f}s for {what}", cyan=True)
+
+        timing.LONG_WAIT_LISTENERS.append(show)
+        try:
+            return (yield)
+        finally:
+            timing.LONG_WAIT_LISTENERS.remove(show)
+
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         from conformance import airflow_compat as compat
 
-        return [f"executor-conformance {conformance.__version__}: certifying {self.profile.label} on "
-                f"Airflow {compat.version_string()} (sandbox {self.sandbox.root})"]
+        what = self.profile.label if self.profile is not None else "the conftest's executor_profile"
+        return [f"executor-conformance {conformance.__version__}: certifying {what} on "
+                f"Airflow {compat.version_string()}"
+                + (f" (sandbox {self.sandbox.root})" if self.sandbox is not None else "")]
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         from conformance.checks.preflight import PREFLIGHT_ID
 
-        items.sort(key=lambda i: _check_id_of(i) != PREFLIGHT_ID)  # the preflight first (stable otherwise)
-        e2e = _e2e_requested(config)
+        items.sort(key=lambda i: check_id_of(i) != PREFLIGHT_ID)  # the preflight first (stable otherwise)
+        e2e = self.settings.e2e
         if self.selected or not e2e:
-            kept = [i for i in items if _check_id_of(i) is None
-                    or (_check_id_of(i) in self.selected if self.selected
-                        else e2e or not str(_check_id_of(i)).startswith("e2e."))]
+            kept = [i for i in items if check_id_of(i) is None
+                    or (check_id_of(i) in self.selected if self.selected
+                        else e2e or not str(check_id_of(i)).startswith("e2e."))]
             dropped = [i for i in items if i not in kept]
             if dropped:
                 config.hook.pytest_deselected(items=dropped)
                 items[:] = kept
         for item in items:
-            check_id = _check_id_of(item)
+            check_id = check_id_of(item)
             if check_id is None:
                 continue
             spec = checks.get(check_id)
@@ -167,11 +280,17 @@ class ConformanceSession:
             item.extra_keyword_matches.add(check_id)
             item.user_properties += [("check_id", check_id), ("clause", spec.clause)]
 
+    @pytest.hookimpl(trylast=True)  # after junitxml has opened the report's test case (see _junit_names)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = {str(k): v for k, v in report.user_properties}
         check_id = props.get("check_id")
         if not isinstance(check_id, str):
             return
+        if report.when == "call" or not report.passed:  # the phases junitxml writes a test case for
+            _junit_names(self.config, report, check_id)
+        run = props.get(RUN_PROPERTY)
+        if isinstance(run, dict):
+            self._merge_run(run)
         outcome = props.get(OUTCOME_PROPERTY)
         if report.when == "call" or (report.failed and check_id not in self.results):
             status = _status(report, outcome)
@@ -184,73 +303,68 @@ class ConformanceSession:
             self.results[check_id]["status"] = "failed"
             self.results[check_id]["message"] += "\n" + _message(report)
 
+    def _merge_run(self, run: dict[str, Any]) -> None:
+        seeds = set(self.run.get("seeds", [])) | ({run["seed"]} if run.get("seed") is not None else set())
+        self.run = {**run, **{k: v for k, v in self.run.items() if v}, "seeds": sorted(seeds)}
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self.deselected += sum(1 for i in items if check_id_of(i) is not None)
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        """End every process of the run before the summary, so that leftovers are in it."""
+        """End every process of the run before the summary, so that leftovers are in it; a worker saves
+        its coverage data before the controller combines it."""
+        if self.sandbox is None:
+            return
         found = [p.describe() for p in self.sandbox.sweep_processes(include_shared_helpers=True, wait=False)]
         self.leftovers += found
         workeroutput = getattr(session.config, "workeroutput", None)
         if workeroutput is not None:
             workeroutput[_WORKER_LEFTOVERS] = found
+            from conformance.executor_coverage import save_here
+
+            save_here(self.coverage_here)
+
+    def measure_coverage(self) -> dict[str, Any] | None:
+        """Combine the run's coverage data (controller, once); None when coverage was not asked for."""
+        if self.settings.coverage and self.coverage_result is None and not self.is_worker and self.settings.executor:
+            from conformance import executor_coverage
+
+            executor_coverage.save_here(self.coverage_here)
+            self.coverage_here = None
+            self.coverage_result = executor_coverage.collect(executor_coverage.measured_package(self.settings.executor))
+        return self.coverage_result
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         self.leftovers += list(getattr(node, "workeroutput", {}).get(_WORKER_LEFTOVERS, []))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.results:
+        if not self.results or self.is_worker:
             return
-        write = terminalreporter.write_line
-        terminalreporter.section("executor conformance")
-        by_area: dict[str, Counter[str]] = {}
-        for check_id, result in self.results.items():
-            by_area.setdefault(check_id.split(".")[0], Counter())[result["status"]] += 1
-        write(f"{'area':<12} " + " ".join(f"{s:>16}" for s in STATUS_ORDER))
-        for area in sorted(by_area):
-            write(f"{area:<12} " + " ".join(f"{by_area[area][s]:>16}" for s in STATUS_ORDER))
-        if self.preflight is not None and self.preflight.diagnosis:
-            write(f"PREFLIGHT FAILED (nothing else was run): {self.preflight.diagnosis}")
-        for group in self.failure_groups():
-            write(f"{len(group['checks'])} checks share one cause (fix it first): {group['cause']}")
-            write(f"    {', '.join(group['checks'])}")
-        for check_id, result in sorted(self.results.items()):
-            for leak in result.get("leaks", []):
-                write(f"late work (ran after its check had ended), seen during {check_id}: {leak}")
-        for leftover in self.leftovers:
-            write(f"process left running at the end of the session (ended by the suite): {leftover}")
-        inherited = self.inherited()
-        if inherited is not None:
-            write(f"Inherited: {inherited.base_path} fails {len(inherited.check_ids)} of these checks too (same "
-                  f"session): {', '.join(inherited.check_ids)}")
-            write("  They are your base class's deviations (see the suite's reports/FINDINGS.md). To certify your "
-                  "own code, paste under [tool.executor-conformance] in pyproject.toml:")
-            write(f"  {inherited.expected_failures_toml()}")
-        verdict = self.verdict()
-        write(f"VERDICT: {self.profile.label} is {'CERTIFIED' if verdict else 'NOT CERTIFIED'} "
-              f"({self._counts()})")
-        if any(r["status"] == "inconclusive" for r in self.results.values()):
-            write("Inconclusive checks ran out of time while the backend was still making progress: re-run "
-                  "with a larger --conformance-time-scale (a certificate needs none).")
-        if self.report_dir is not None and not self.is_worker:
-            from conformance.report import write_report
+        from conformance.summary import write_summary
 
-            paths = write_report(self.report_dir, self.build_report())
-            write(f"report written: {', '.join(str(p) for p in paths)}")
+        write_summary(self, terminalreporter)
 
     # -- results -----------------------------------------------------------------------------------
-    def verdict(self) -> bool:
-        """Certified: something ran, nothing failed, nothing was inconclusive or left unrun."""
-        return bool(self.results) and not any(r["status"] in ("failed", "inconclusive", "not run")
-                                              for r in self.results.values())
+    @property
+    def label(self) -> str:
+        return self.profile.label if self.profile is not None else str(self.run.get("executor", "executor_profile"))
+
+    def verdict(self) -> Verdict:
+        """The run's verdict (see conformance.verdict): complete, passed, and which tiers."""
+        expected = [cid for cid, spec in checks.catalogue().items() if spec.applies()]
+        return judge(self.results, expected, e2e=self.settings.e2e, strict=self.settings.strict)
 
     def inherited(self) -> Inherited | None:
         """Failures the executor's Airflow base class has too (computed once, on the controller)."""
-        if self.is_worker:
+        if self.is_worker or self.profile is None or self.sandbox is None:
             return None
         if not self._inherited_done:
             from conformance.inherited import inherited_failures
 
             failed = sorted(c for c, r in self.results.items() if r["status"] == "failed")
+            preflight_failed = self.run.get("preflight", "passed") != "passed"
             self._inherited = (inherited_failures(self.profile, self.sandbox, self.run_options(), failed)
-                               if failed and not self.preflight_diagnosis() else None)
+                               if failed and not preflight_failed else None)
             self._inherited_done = True
         return self._inherited
 
@@ -263,52 +377,114 @@ class ConformanceSession:
         return [{"cause": cause, "checks": ids}
                 for cause, ids in sorted(groups.items(), key=lambda g: -len(g[1])) if len(ids) > 1]
 
-    def _counts(self) -> str:
+    def counts_text(self) -> str:
         counts = Counter(r["status"] for r in self.results.values())
         return ", ".join(f"{counts[s]} {s}" for s in STATUS_ORDER if counts[s])
 
     def build_report(self) -> dict[str, Any]:
         from conformance import airflow_compat as compat
+        from conformance.report import SCHEMA_VERSION
 
         entries = []
         for check_id in sorted(self.results):
             spec = checks.get(check_id)
             entries.append({"id": check_id, "area": spec.area, "clause": spec.clause, "title": spec.title,
                             **self.results[check_id]})
+        verdict = self.verdict()
+        run = self.run or ({"executor": self.profile.label, "executor_package": executor_package(self.profile.label),
+                            "capabilities": self.profile.capability_set()} if self.profile is not None else {})
+        option = self.config.getoption
+        inherited = self.inherited()
         return {
+            "schema_version": SCHEMA_VERSION,
+            "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "duration_seconds": round((datetime.now(timezone.utc) - self.started).total_seconds(), 1),
             "suite_version": conformance.__version__,
             "airflow_version": compat.version_string(),
             "python_version": platform.python_version(),
-            "executor": self.profile.label,
-            "capabilities": self.capabilities(),
-            "expected_failures": self.profile.expected_failures,
-            "certified": self.verdict(),
+            "platform": platform.platform(),
+            "executor": self.label,
+            "executor_package": run.get("executor_package"),
+            "verdict": verdict.kind.value,
+            "certified": verdict.kind.certifies,
+            "tiers": list(verdict.tiers),
+            "missing": list(verdict.missing),
+            "exceptions": verdict.exceptions,
+            "options": {**self.settings.as_dict(),
+                        "hypothesis": {"profile": self.settings.hypothesis_profile,
+                                       "seed": self.settings.seed if self.settings.seed is not None
+                                       else (run.get("seeds") or [run.get("seed")])[0]},
+                        "selection": {"checks": sorted(self.selected), "keyword": option("keyword") or None,
+                                      "markexpr": option("markexpr") or None, "deselected": self.deselected}},
+            "capabilities": run.get("capabilities", {}),
+            "expected_failures": run.get("expected_failures", dict(self.settings.expected_failures)),
             "counts": dict(Counter(r["status"] for r in self.results.values())),
-            "time_model": self._options.time.as_dict() if self._calibrated else None,
-            "preflight": self.preflight.diagnosis or "passed" if self.preflight is not None else None,
+            "time_model": run.get("time_model"),
+            "preflight": run.get("preflight"),
             "failure_groups": self.failure_groups(),
-            "inherited_failures": ({"base": inh.base_path, "checks": inh.check_ids}
-                                   if (inh := self.inherited()) is not None else None),
+            "inherited_failures": ({"base": inherited.base_path, "checks": inherited.check_ids}
+                                   if inherited is not None else None),
             "leftover_processes": self.leftovers,
+            "coverage": self.measure_coverage(),
             "checks": entries,
         }
 
     def close(self) -> None:
-        self.sandbox.deactivate()
+        if self.settings.coverage and not self.is_worker:
+            from conformance.executor_coverage import discard
+
+            discard()
+        if self.sandbox is not None:
+            self.sandbox.deactivate()
 
 
-def record(item: pytest.Item, result: CheckResult) -> None:
-    """Attach a check's outcome to its test item as data (it travels to the xdist controller)."""
+@functools.lru_cache(maxsize=8)
+def executor_package(label: str) -> dict[str, str | None]:
+    """The distribution that ships the executor's module, and its version (None for a loose module)."""
+    from importlib import metadata
+
+    top = label.replace(":", ".").split(".")[0]
+    dists = metadata.packages_distributions().get(top) or []
+    if not dists:
+        return {"name": top, "distribution": None, "version": None}
+    try:
+        version: str | None = metadata.version(dists[0])
+    except metadata.PackageNotFoundError:
+        version = None
+    return {"name": top, "distribution": dists[0], "version": version}
+
+
+def record(item: pytest.Item, result: CheckResult, run: dict[str, Any] | None = None) -> None:
+    """Attach a check's outcome (and what the run used) to its test item as data: it travels to the
+    xdist controller, which assembles the summary and the report from it."""
     item.user_properties += [(OUTCOME_PROPERTY, result.outcome.value), (MESSAGE_PROPERTY, result.message),
                              (LEAKS_PROPERTY, list(result.leaks)), (CAUSE_PROPERTY, result.cause)]
+    if run:
+        item.user_properties.append((RUN_PROPERTY, run))
 
 
-def _e2e_requested(config: pytest.Config) -> bool:
+def e2e_requested(config: pytest.Config) -> bool:
     """The e2e tier is opt-in: ``--e2e``, or a ``-m`` expression that names it."""
     return bool(config.getoption("--e2e")) or "e2e" in str(config.getoption("markexpr", "") or "")
 
 
-def _check_id_of(item: pytest.Item) -> str | None:
+def _junit_names(config: pytest.Config, report: pytest.TestReport, check_id: str) -> None:
+    """In a JUnit XML file a check reads as classname = its area, name = its stable id (instead of an
+    empty classname and ``test_check[...]``). junitxml has no public API for this; its per-test
+    reporter does, and it is only present when ``--junitxml`` is."""
+    try:
+        from _pytest.junitxml import xml_key
+    except ImportError:  # pragma: no cover - a pytest without it: names stay pytest's
+        return
+    xml = config.stash.get(xml_key, None)
+    if xml is None:
+        return
+    reporter = xml.node_reporter(report)
+    reporter.add_attribute("classname", check_id.split(".", 1)[0])
+    reporter.add_attribute("name", check_id)
+
+
+def check_id_of(item: pytest.Item) -> str | None:
     callspec = getattr(item, "callspec", None)
     if callspec is None:
         return None
@@ -320,8 +496,8 @@ def _status(report: pytest.TestReport, outcome: Any) -> str:
     if hasattr(report, "wasxfail"):
         return "expected failure" if report.skipped else "failed"
     if isinstance(outcome, str) and outcome in {o.value for o in Outcome}:
-        if outcome == Outcome.PASSED.value and report.failed:
-            return "failed"  # e.g. an expected failure that passed
+        if outcome in (Outcome.PASSED.value, Outcome.ADVICE.value) and report.failed:
+            return "failed"  # an expected failure that passed, or advice under --strict
         return outcome
     return "failed" if report.failed else "passed"
 

@@ -411,9 +411,16 @@ def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None, time_m
 
 def run_stateful(profile: ExecutorProfile, sandbox: Sandbox, *, hypothesis_profile: str = "ci",
                  derandomize: bool = False, reproducer_dir: Path | None = None, time_model: TimeModel | None = None,
-                 capabilities: dict[str, bool] | None = None) -> None:
-    """Run the machine; on failure raise PropertyViolated with the minimal programme and a reproducer."""
+                 capabilities: dict[str, bool] | None = None, seed: int | None = None) -> None:
+    """Run the machine; on failure raise PropertyViolated with the minimal programme and a reproducer.
+
+    ``seed`` fixes the programmes hypothesis generates (the certificate records it, so a run can be
+    repeated exactly); None leaves hypothesis its own random choice."""
     machine = machine_for(profile, sandbox, time_model, capabilities)
+    if seed is not None and not derandomize:
+        from hypothesis import seed as fix_seed
+
+        machine = fix_seed(seed)(machine)  # run_state_machine_as_test honours @seed on the machine class
     violations = machine.config.violations
     try:
         run_state_machine_as_test(machine, settings=hypothesis_settings(hypothesis_profile, derandomize))

@@ -15,35 +15,26 @@ import pytest
 from conformance import checks
 from conformance.catalog import CheckSpec
 from conformance.checks.preflight import PREFLIGHT_ID
-from conformance.context import RunOptions
 from conformance.outcomes import CheckResult, Outcome
 from conformance.runner import run_check
 from conformance.session import record
 
-_FALLBACK: dict[int, tuple[RunOptions, dict[str, bool], str]] = {}
 
-
-def _shared(request: pytest.FixtureRequest, profile: Any, sandbox: Any) -> tuple[RunOptions, dict[str, bool], str]:
-    """Run options, capabilities and the preflight's diagnosis: the session's (the preflight runs once
-    per worker) or, for a conftest profile without ``--executor``, computed once per profile here."""
+def _session(request: pytest.FixtureRequest, profile: Any, sandbox: Any) -> Any:
+    """The run's session, bound to the profile on first use (for a conftest ``executor_profile``, this
+    is where the profile becomes known): the preflight and the capability confirmation run once per
+    worker session, whichever route started it."""
     from conformance.plugin import session_state
 
     state = session_state(request.config)
-    if state is not None and state.profile is profile:
-        return state.run_options(), state.capabilities(), state.preflight_diagnosis()
-    if id(profile) not in _FALLBACK:
-        from dataclasses import replace
-
-        from conformance.confirm import confirmed_capabilities
-        from conformance.preflight import run_preflight
-
-        options = RunOptions()
-        preflight = run_preflight(profile, sandbox, options.time)
-        options = replace(options, time=options.time.calibrated(preflight.calibration))
-        caps = (profile.capability_set() if preflight.diagnosis
-                else confirmed_capabilities(profile, sandbox, options.time))
-        _FALLBACK[id(profile)] = (options, caps, preflight.diagnosis)
-    return _FALLBACK[id(profile)]
+    if state is None:
+        raise RuntimeError("test_check runs only with the executor-conformance plugin active")
+    if state.profile is None:
+        state.bind(profile, sandbox)
+    elif state.profile is not profile:
+        raise pytest.UsageError(f"two executor profiles in one run ({state.profile.label} and {profile.label}): "
+                                "certify one executor per pytest run")
+    return state
 
 
 def _preflight_result(spec: CheckSpec, diagnosis: str) -> CheckResult:
@@ -59,7 +50,8 @@ def _preflight_result(spec: CheckSpec, diagnosis: str) -> CheckResult:
 def test_check(conformance_sandbox: Any, executor_profile: Any, check_id: str,
                request: pytest.FixtureRequest) -> None:
     spec = checks.get(check_id)
-    options, capabilities, preflight_failed = _shared(request, executor_profile, conformance_sandbox)
+    state = _session(request, executor_profile, conformance_sandbox)
+    options, capabilities, preflight_failed = state.run_options(), state.capabilities(), state.preflight_diagnosis()
     if preflight_failed and check_id != PREFLIGHT_ID:
         result = CheckResult(check_id, Outcome.NOT_RUN, f"not run: the preflight failed ({preflight_failed}); "
                              "fix that first -- this check could only have failed for the same reason",
@@ -68,16 +60,22 @@ def test_check(conformance_sandbox: Any, executor_profile: Any, check_id: str,
         result = _preflight_result(spec, preflight_failed)
     else:
         result = run_check(spec, executor_profile, conformance_sandbox, capabilities, options)
-    record(request.node, result)
+    record(request.node, result, state.run_info())
     expected = executor_profile.expected_failures.get(check_id)
+    strict = state.settings.strict
     if result.outcome in (Outcome.NOT_APPLICABLE, Outcome.NOT_SUPPORTED, Outcome.NOT_RUN):
         pytest.skip(f"{result.outcome.value}: {result.message}")
     if result.outcome is Outcome.INCONCLUSIVE:
         pytest.fail(f"INCONCLUSIVE: {result.message}", pytrace=False)
     if result.outcome is Outcome.FAILED:
-        if expected:
+        if expected and not strict:
             pytest.xfail(f"expected failure: {expected}")
+        if expected:
+            pytest.fail(f"{result.message}\n\n(listed as an expected failure, {expected!r}; --strict accepts no "
+                        "exceptions)", pytrace=False)
         pytest.fail(result.message, pytrace=False)
+    if result.outcome is Outcome.ADVICE and strict:
+        pytest.fail(f"{result.message}\n\n(advice; --strict accepts no exceptions)", pytrace=False)
     if expected:
         pytest.fail(f"[{check_id}] is listed as an expected failure ({expected!r}) but it passed: "
                     "remove it from the expected failures", pytrace=False)

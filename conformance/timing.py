@@ -62,6 +62,12 @@ class WaitTimedOut(AssertionError):
         self.cause = cause  # a root cause shared by every check that times out the same way
 
 
+#: called as ``listener(what, waited, budget)`` every LONG_WAIT_EVERY seconds of one long wait: the
+#: session shows a live line naming what the check is waiting for (a slow backend looks alive).
+LONG_WAIT_LISTENERS: list[Callable[[str, float, float], None]] = []
+LONG_WAIT_EVERY = 5.0
+
+
 def wait_until(condition: Callable[[], T], what: str, budget: float, *, poll: float = 0.01,
                explain: Callable[[], str] | None = None, each: Callable[[], None] | None = None) -> T:
     """Call ``each`` (if given) then ``condition`` until it returns something truthy; return that.
@@ -69,15 +75,22 @@ def wait_until(condition: Callable[[], T], what: str, budget: float, *, poll: fl
     Past ``budget`` seconds raise ``WaitTimedOut`` naming ``what`` and, through ``explain``, the state
     that explains why it did not happen. The pause between polls is an ``Event.wait`` -- the process
     is waiting for a condition, not sleeping as synchronisation."""
-    limit = time.monotonic() + budget
+    started = time.monotonic()
+    limit = started + budget
     pause = threading.Event()
+    told = started
     while True:
         if each is not None:
             each()
         value = condition()
         if value:
             return value
-        if time.monotonic() > limit:
+        now = time.monotonic()
+        if LONG_WAIT_LISTENERS and now - told >= LONG_WAIT_EVERY:
+            told = now
+            for listener in LONG_WAIT_LISTENERS:
+                listener(what, now - started, budget)
+        if now > limit:
             detail = ""
             if explain is not None:
                 try:

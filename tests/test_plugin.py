@@ -80,9 +80,25 @@ def test_expected_failure_that_fails_is_reported_as_expected(project: pytest.Pyt
         executor = "my_executors.EndDoesNotWait"
         expected_failures = { "lifecycle.end_waits_and_flushes" = "end() is fire-and-forget until v2" }
     """))
-    result = project.runpytest_subprocess("-k", "end_waits_and_flushes", "-p", "no:cacheprovider")
+    result = project.runpytest_subprocess("--conformance", "-k", "end_waits_and_flushes", "-p", "no:cacheprovider")
     result.assert_outcomes(xfailed=1)
-    result.stdout.fnmatch_lines(["*VERDICT: my_executors.EndDoesNotWait is CERTIFIED (1 expected failure)*"])
+    result.stdout.fnmatch_lines(["*Exceptions: lifecycle.end_waits_and_flushes (expected failure)*",
+                                 "*VERDICT: my_executors.EndDoesNotWait is PARTIAL (* not selected*"
+                                 "(1 expected failure)*"])
+
+
+def test_strict_accepts_no_expected_failure(project: pytest.Pytester) -> None:
+    project.makepyprojecttoml(textwrap.dedent("""
+        [tool.executor-conformance]
+        executor = "my_executors.EndDoesNotWait"
+        expected_failures = { "lifecycle.end_waits_and_flushes" = "end() is fire-and-forget until v2" }
+    """))
+    result = project.runpytest_subprocess("--conformance", "--conformance-strict", "-k", "end_waits_and_flushes",
+                                          "-p", "no:cacheprovider")
+    assert result.ret == 1
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*--strict accepts no exceptions*",
+                                 "*VERDICT: my_executors.EndDoesNotWait is NOT CERTIFIED (1 failed)*"])
 
 
 def test_expected_failure_that_passes_fails_the_run(project: pytest.Pytester) -> None:
@@ -123,7 +139,8 @@ def test_xdist_run_assembles_the_report_on_the_controller(project: pytest.Pytest
     report = json.loads((report_dir / "report.json").read_text())
     ids = {c["id"] for c in report["checks"]}
     assert ids and all(i.split(".")[0] in ("heartbeat", "events") for i in ids)
-    assert report["certified"] is True
+    assert report["verdict"] == "PARTIAL" and report["certified"] is False  # a selection certifies nothing
+    assert "lifecycle.end_waits_and_flushes" in report["missing"]
     assert result.stdout.str().count("VERDICT:") == 1
 
 
@@ -142,6 +159,8 @@ def test_report_and_junit_carry_check_ids_and_clauses(project: pytest.Pytester, 
     assert "**CERTIFIED**" in markdown and "`heartbeat.priority_order`" in markdown
     xml = junit.read_text()
     assert 'name="check_id" value="heartbeat.priority_order"' in xml and 'name="clause" value="HB-4"' in xml
+    assert '<testcase classname="heartbeat" name="heartbeat.priority_order"' in xml
+    assert xml.count('name="heartbeat.priority_order"') == 1  # one test case per check, not one per phase
 
 
 def test_checks_option_selects_and_rejects_unknown_ids(project: pytest.Pytester) -> None:

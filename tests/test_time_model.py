@@ -204,3 +204,17 @@ def test_work_that_runs_after_its_check_ended_is_reported_against_that_check(san
     assert any(leak.startswith(f"{first.id}: ") for leak in later.leaks), (
         f"late work not reported: leaks {later.leaks}; runs {runs}; {first.id} closed at "
         f"{sandbox._closed.get(first.id)}")
+
+
+def test_a_long_wait_is_announced_while_it_lasts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The live line: listeners hear about a wait that goes on, with what it waits for."""
+    from conformance import timing
+
+    heard: list[tuple[str, float, float]] = []
+    monkeypatch.setattr(timing, "LONG_WAIT_EVERY", 0.05)
+    monkeypatch.setattr(timing, "LONG_WAIT_LISTENERS", [lambda what, waited, budget: heard.append((what, waited,
+                                                                                                   budget))])
+    calls = iter(range(1000))
+    timing.wait_until(lambda: next(calls) >= 30, "the thirtieth poll", 30.0, poll=0.01)
+    assert heard and all(what == "the thirtieth poll" and budget == 30.0 for what, _, budget in heard)
+    assert heard[0][1] >= 0.05

@@ -20,11 +20,16 @@ def catalogue() -> dict[str, CheckSpec]:
     return CATALOG
 
 
+def suggest(check_id: str) -> str | None:
+    """The known check id nearest to a typo, if one is near enough."""
+    close = difflib.get_close_matches(check_id, list(catalogue()), n=1)
+    return close[0] if close else None
+
+
 def get(check_id: str) -> CheckSpec:
     known = catalogue()
     try:
         return known[check_id]
     except KeyError:
-        close = difflib.get_close_matches(check_id, list(known), n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise KeyError(f"unknown check id {check_id!r}{hint}") from None
+        hint = suggest(check_id)
+        raise KeyError(f"unknown check id {check_id!r}{f' (did you mean {hint}?)' if hint else ''}") from None

@@ -23,6 +23,6 @@ def scheduler_action_sequences(ctx: CheckContext) -> None:
     try:
         run_stateful(ctx.profile, ctx.sandbox, hypothesis_profile=opts.hypothesis_profile,
                      derandomize=opts.derandomize, reproducer_dir=opts.reproducer_dir, time_model=opts.time,
-                     capabilities=ctx.capabilities)
+                     capabilities=ctx.capabilities, seed=opts.seed)
     except PropertyViolated as exc:
         raise ctx.fail(str(exc)) from None
