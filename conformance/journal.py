@@ -85,6 +85,16 @@ class ProbeRun:
         return float(self.start["t"])
 
     @property
+    def host(self) -> str | None:
+        value = self.start.get("host")
+        return None if value is None else str(value)
+
+    @property
+    def ancestry(self) -> list[int]:
+        """The task process's ancestors, parent first (empty where /proc was not readable)."""
+        return [int(p) for p in self.start.get("ancestry") or []]
+
+    @property
     def finished(self) -> float | None:
         return None if self.end is None else float(self.end["t"])
 

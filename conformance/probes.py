@@ -46,6 +46,14 @@ class ProbeKind(str, Enum):
     HANG = "hang"  # block until released by the harness (or killed)
     CRASH = "crash"  # the process dies abruptly via os._exit
     KILL = "kill"  # the process SIGKILLs itself
+    #: the process the executor runs the task in (its worker: the executor's child that waits for the
+    #: task, say one that runs ``airflow tasks run``) is SIGKILLed, as the OOM killer would, then the task
+    KILLWORKER = "killworker"
+
+
+#: The pid of the process that plays the scheduler (the sandbox's owner), set for every process of a
+#: sandbox: a ``killworker`` probe kills its ancestor that is that process's child, never the scheduler.
+SCHEDULER_PID_ENV = "CONFORMANCE_SCHEDULER_PID"
 
 
 class ProbeRaised(RuntimeError):
@@ -117,7 +125,8 @@ def run(probe: Probe, identity: dict[str, Any], via: str) -> int:
         **{k: identity.get(k) for k in ("dag_id", "task_id", "run_id", "try_number", "map_index")},
     }
     journal.append(jdir, {**base, "event": "start", "t": time.monotonic(), "pid": os.getpid(),
-                          "pgid": os.getpgid(0), "host": socket.gethostname(), "via": via})
+                          "pgid": os.getpgid(0), "host": socket.gethostname(), "via": via,
+                          "ancestry": ancestry(os.getpid())})
     if probe.delay_ms:
         time.sleep(probe.delay)  # the task's own work: sleeping IS the workload here
     outcome = probe.kind.value
@@ -140,4 +149,47 @@ def run(probe: Probe, identity: dict[str, Any], via: str) -> int:
         os._exit(CRASH_EXIT_CODE)
     if probe.kind is ProbeKind.KILL:
         os.kill(os.getpid(), signal.SIGKILL)
+    if probe.kind is ProbeKind.KILLWORKER:
+        if str(os.getpid()) == os.environ.get(SCHEDULER_PID_ENV):  # run inside the scheduler: never kill it
+            raise ProbeRaised(f"conformance probe {probe.task_id} runs in the scheduler's process: not killed")
+        worker = executor_worker(os.getpid())
+        if worker is not None:
+            os.kill(worker, signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
     return 0
+
+
+def parent_of(pid: int) -> int | None:
+    """The parent pid from /proc (Linux); None when the process is gone or /proc is unavailable."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def ancestry(pid: int, limit: int = 64) -> list[int]:
+    """``pid``'s ancestors, parent first, up to (not including) init."""
+    chain: list[int] = []
+    current: int | None = pid
+    while len(chain) < limit:
+        current = parent_of(current) if current is not None else None
+        if current is None or current <= 1:
+            break
+        chain.append(current)
+    return chain
+
+
+def executor_worker(pid: int) -> int | None:
+    """The process that runs this task for the executor: the ancestor (or ``pid`` itself) whose parent
+    is the scheduler's process. Without such an ancestor (a remote worker), the task's parent -- the
+    process waiting for it -- unless that is the scheduler or one of its ancestors. Never the scheduler."""
+    scheduler = int(os.environ.get(SCHEDULER_PID_ENV, "0") or 0)
+    protected = {scheduler, *ancestry(scheduler)} if scheduler else set()
+    chain = [pid, *ancestry(pid)]
+    for child, parent in zip(chain, chain[1:]):
+        if parent == scheduler:
+            return None if child == pid else child  # the task is the executor's direct child: itself
+    if len(chain) < 2 or chain[1] in protected:
+        return None
+    return chain[1]

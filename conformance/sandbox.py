@@ -31,7 +31,7 @@ from typing import Any
 import conformance
 from conformance import airflow_compat as compat
 from conformance import journal as journal_mod
-from conformance import processes, seam
+from conformance import probes, processes, seam
 from conformance.seam_cli import ENV_SHIM_DIR
 from conformance.timing import WaitTimedOut, wait_until
 
@@ -102,6 +102,7 @@ class Sandbox:
             "AIRFLOW__API_AUTH__JWT_SECRET": "executor-conformance-sandbox-secret",
             "AIRFLOW__SCHEDULER__CHILD_PROCESS_LOG_DIRECTORY": str(home / "logs" / "scheduler"),
             processes.MARKER_ENV: str(self.root),
+            probes.SCHEDULER_PID_ENV: str(os.getpid()),
             "CONFORMANCE_STATE_DIR": str(self.state_dir),
             journal_mod.ENV_VAR: str(self.journal_dir),
             ENV_SHIM_DIR: str(self.shim_dir),

@@ -9,6 +9,7 @@ check under test is the only thing that can notice.
 from __future__ import annotations
 
 import copy
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -563,6 +564,76 @@ class StuckHandlingRaises(LocalExecutor):
 
 
 
+# -- clauses reached since: each re-creates a real executor bug (issue "six uncovered clauses") ----------
+
+
+class EndHangsWhenAdopting(LocalExecutor):
+    """Adopts (so LIFE-1's waiting does not apply to it) and its end() waits for a backend acknowledgement
+    that never comes: scheduler shutdown hangs."""
+
+    def end(self) -> None:
+        threading.Event().wait()
+
+
+class StartsOnlyWhenQueueOutnumbersRunning(LocalExecutor):
+    """Starts queued work only while more tasks are queued than running: fine on an idle executor, but
+    with tasks in flight the newly queued ones wait although slots are free."""
+
+    def trigger_tasks(self, open_slots: int) -> None:
+        if len(self.queued_tasks) <= len(self.running):
+            return
+        super().trigger_tasks(open_slots)
+
+
+class WorkerDeathReportedSuccess(LocalExecutor):
+    """A worker that ended without writing a verdict (killed by a signal) is taken to have succeeded."""
+
+    def _report(self, key: Any, state: str, info: str) -> None:
+        if "without a verdict" in info:
+            state = SUCCESS
+        super()._report(key, state, info)
+
+
+class StopsReportingAtUnreadableResult(LocalExecutor):
+    """The sync loop gives up (until the next heartbeat, where the same happens) at the first task whose
+    result cannot be read: every task after it in the loop is never reported."""
+
+    def sync(self) -> None:
+        self._start_held_runs()
+        for key, proc in list(self._procs.items()):
+            outcome = proc.poll()
+            if outcome is None:
+                continue
+            if "without a verdict" in outcome[1]:
+                self.log.error("cannot read the result of %s; will retry", key)
+                return
+            del self._procs[key]
+            proc.forget()
+            self._report(key, *outcome)
+
+
+class ZeroParallelismRunsNothing(LocalExecutor):
+    """Accepts parallelism 0 (Airflow 3's base would refuse it) and computes open slots as parallelism minus
+    running, without Airflow 2's "0 means unlimited": nothing ever starts."""
+
+    def __init__(self, parallelism: int | None = None, **kwargs: Any):
+        super().__init__(parallelism=parallelism or 1, **kwargs)
+        if parallelism == 0:
+            self.parallelism = 0
+
+    def trigger_tasks(self, open_slots: int) -> None:
+        free = self.parallelism - len(self.running)
+        if free > 0:
+            super().trigger_tasks(free)
+
+
+class LocalButSaysRemote(LocalExecutor):
+    """Forks every task on the scheduler's host but declares itself remote."""
+
+    is_local = False
+    serve_logs = False
+
+
 # -- the registry -----------------------------------------------------------------------------------
 
 
@@ -587,6 +658,12 @@ NEGATIVE_CONTROLS: dict[str, list[Control]] = {
     "attributes.sentry_integration_importable": [Control(BadSentryIntegration)],
     "attributes.multi_team_accepts_team_name": [Control(ClaimsMultiTeam)],
     "attributes.serve_logs_goes_with_is_local": [Control(LocalWithoutServeLogs, advice=True)],
+    "attributes.is_local_matches_where_tasks_run": [Control(LocalButSaysRemote, advice=True)],
+    "heartbeat.starts_queued_work_while_busy": [Control(StartsOnlyWhenQueueOutnumbersRunning)],
+    "heartbeat.parallelism_zero_unlimited_or_refused": [Control(ZeroParallelismRunsNothing)],
+    "lifecycle.end_returns_with_work_in_flight": [Control(EndHangsWhenAdopting)],
+    "events.dead_worker_reported_failed_others_reported": [Control(WorkerDeathReportedSuccess),
+                                                            Control(StopsReportingAtUnreadableResult)],
     "heartbeat.triggers_queued_work": [Control(NeverStarts)],
     "heartbeat.respects_parallelism": [Control(ForgetsRunning)],
     "heartbeat.slots_account_for_work": [Control(ForgetsRunning)],

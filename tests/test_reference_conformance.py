@@ -18,6 +18,7 @@ NOT_SUPPORTED = {
                       "lifecycle.end_waits_and_flushes"},
     "SequentialExecutor": {"attributes.parallel_executor_overlaps", "attributes.multi_team_accepts_team_name",
                            "heartbeat.respects_parallelism", "heartbeat.does_not_block",
+                           "heartbeat.starts_queued_work_while_busy",
                            "lifecycle.requeued_while_running_never_overlaps",
                            "stuck.revoked_running_task_untracked", "cli.commands_are_valid",
                            "adoption.adopted_tasks_finish_without_rerun",

@@ -106,3 +106,30 @@ def serve_logs_goes_with_is_local(ctx: CheckContext) -> None:
     if getattr(cls, "is_local", False) and not getattr(cls, "serve_logs", False):
         raise ctx.advise("is_local is True but serve_logs is False: the UI cannot read local task logs "
                          "unless they are shipped to remote logging.")
+
+
+@check("attributes.is_local_matches_where_tasks_run", clause="ATTR-2a", advice=True,
+       title="advice: an executor whose tasks run as the scheduler's descendants says is_local",
+       expects="Airflow reads is_local: 3.3 cleans up stale DAG bundles on the scheduler host only for local "
+               "executors; 2.x backfill passes the config file only to local executors; the log server goes "
+               "with it. An executor whose tasks run on the scheduler's host but says is_local = False gets "
+               "none of that.",
+       fix="Set is_local = True (and serve_logs = True) when tasks run on the scheduler's host.")
+def is_local_matches_where_tasks_run(ctx: CheckContext) -> None:
+    """One task runs; if its process descends from the process that played the scheduler (the journal
+    records host and process ancestry) while ``is_local`` is False, that is reported as advice."""
+    import os
+    import socket
+
+    cls = ctx.profile.executor_type()
+    if getattr(cls, "is_local", False):
+        return
+    h = ctx.harness()
+    task = h.queue(Probe.new(ProbeKind.OK))
+    h.drain_terminal([task])
+    runs = h.runs(task)
+    here = os.getpid()
+    local = [r for r in runs if r.host == socket.gethostname() and here in r.ancestry]
+    if local:
+        raise ctx.advise(f"is_local is False, but the task's process (pid {local[0].pid}) descends from the "
+                         f"scheduler's process (pid {here}) on this host: the executor runs tasks locally.")

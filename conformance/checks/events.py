@@ -39,6 +39,35 @@ def one_terminal_event_matching_journal(ctx: CheckContext) -> None:
     ctx.expect(not problems, "; ".join(problems))
 
 
+@check("events.dead_worker_reported_failed_others_reported", clause="EVT-1",
+       title="a task whose worker process is killed is reported FAILED, and the other tasks are still reported",
+       expects="The scheduler only learns a task's fate from the event buffer. A worker killed by a signal "
+               "(out of memory) reported SUCCESS loses a failure; never reported, the task stays RUNNING until "
+               "zombie detection; and a sync loop that stops at the one result it cannot read stops reporting "
+               "every other task too.",
+       fix="Treat a worker that died by a signal, or a result that cannot be read after the worker ended, as "
+           "FAILED for that task alone, and keep reporting the others in the same sync().")
+def dead_worker_reported_failed_others_reported(ctx: CheckContext) -> None:
+    """A ``killworker`` probe (its executor-side worker -- the executor's child that runs the task -- is
+    SIGKILLed, then the task) is queued first, then three ok tasks: one terminal event each, FAILED for
+    the killed one, SUCCESS for the others."""
+    h = ctx.harness()
+    s = ctx.states
+    victim = h.queue(Probe.new(ProbeKind.KILLWORKER))
+    others = [h.queue(Probe.new(ProbeKind.OK, delay=0.2)) for _ in range(3)]
+    h.drain_terminal([victim, *others])
+    h.end()
+    problems = []
+    for task, wanted in [(victim, s.FAILED), *[(t, s.SUCCESS) for t in others]]:
+        terminal = h.terminal_events(task.key)
+        what = "the task whose worker was killed" if task is victim else task.task_id
+        if len(terminal) != 1:
+            problems.append(f"{what}: {len(terminal)} terminal events")
+        elif terminal[0].state != wanted:
+            problems.append(f"{what}: reported {terminal[0].state}, expected {wanted}")
+    ctx.expect(not problems, "; ".join(problems))
+
+
 @check("events.only_known_keys_and_states", clause="EVT-2",
        title="events only for keys the executor was given, as (TaskInstanceState, info) in a state an executor "
              "may report",

@@ -262,3 +262,68 @@ def survives_transient_backend_error(ctx: CheckContext) -> None:
         if len(h.runs(task)) != 1:
             problems.append(f"{task.task_id}: ran {len(h.runs(task))} times")
     ctx.expect(not problems, "after the outage: " + "; ".join(problems))
+
+
+@check("heartbeat.starts_queued_work_while_busy", clause="HB-1", needs=("parallel",),
+       title="with tasks already running, queued tasks that fit the free slots all start",
+       expects="The scheduler queues work whenever slots_available says there is room, usually while "
+               "other tasks run. A dispatch rule that only looks at an idle executor (say, start while more "
+               "tasks are queued than running) leaves tasks QUEUED with slots free until stuck-in-queued "
+               "handling fails them.",
+       fix="In trigger_tasks/_process_workloads start up to the open slots (parallelism - running), whatever "
+           "else is in flight; do not gate dispatch on the number of running tasks otherwise.")
+def starts_queued_work_while_busy(ctx: CheckContext) -> None:
+    """Two held tasks run; then as many tasks as there are free slots are queued: all of them start
+    within the start budget (heartbeats keep coming) while the first two still run."""
+    h = ctx.harness(parallelism=4)
+    limit = compat.effective_parallelism(h.executor)
+    busy = [h.queue(Probe.new(ProbeKind.HANG)) for _ in range(2)]
+    try:
+        wait_started(h, busy)
+    except WaitTimedOut as exc:
+        raise ctx.fail(f"the first two tasks did not start on an idle executor: {exc}") from None
+    free = (limit - len(busy)) if limit is not None else 2
+    more = [h.queue(Probe.new(ProbeKind.OK)) for _ in range(max(1, min(free, 2)))]
+    try:
+        wait_started(h, more)
+    except WaitTimedOut as exc:
+        still_queued = [t.task_id for t in more if t.key in h.executor.queued_tasks]
+        raise ctx.fail(f"with {len(busy)} tasks running and {free} of {limit or 'unlimited'} slots free, "
+                       f"{len(more)} newly queued tasks did not all start ({len(still_queued)} still in "
+                       f"queued_tasks): {exc}") from None
+    for task in busy:
+        h.release(task)
+    h.drain_terminal(busy + more)
+
+
+@check("heartbeat.parallelism_zero_unlimited_or_refused", clause="HB-8",
+       title="parallelism 0: unlimited on Airflow 2; refused at construction or honoured on Airflow 3",
+       expects="Airflow 2's BaseExecutor treats parallelism 0 as unlimited (open slots = everything queued, "
+               "slots_available = sys.maxsize); a scheduler configured so starts tasks through it. Airflow 3's "
+               "BaseExecutor refuses parallelism <= 0 with ValueError; an executor that accepts 0 and then "
+               "runs nothing leaves every task queued.",
+       fix="Airflow 2: compute open slots as len(queued_tasks) when parallelism is 0 (or leave it to "
+           "BaseExecutor.heartbeat). Airflow 3: pass parallelism to BaseExecutor.__init__, which refuses 0.")
+def parallelism_zero_unlimited_or_refused(ctx: CheckContext) -> None:
+    """Build with parallelism 0. Airflow 3: a ValueError (or any refusal) at construction passes;
+    accepted, three tasks must run. Airflow 2: construction must succeed and three tasks run. An executor
+    that replaces 0 by a limit of its own (a sequential one: 1) is judged the same way: its tasks run."""
+    try:
+        executor = ctx.build(parallelism=0)
+    except Exception as exc:
+        if compat.is_airflow3():
+            return  # refused at construction, as BaseExecutor does
+        raise ctx.fail(f"the constructor refused parallelism=0 ({type(exc).__name__}: {exc}); on Airflow 2 "
+                       "0 means unlimited") from None
+    h = ctx.harness(executor=executor)
+    tasks = [h.queue(Probe.new(ProbeKind.OK)) for _ in range(3)]
+    try:
+        wait_started(h, tasks)
+    except WaitTimedOut as exc:
+        raise ctx.fail(f"built with parallelism 0, it accepted the value but did not start queued tasks: "
+                       f"{exc}") from None
+    if not compat.is_airflow3() and getattr(h.executor, "parallelism", None) == 0:
+        available = getattr(h.executor, "slots_available", sys.maxsize)
+        ctx.expect(available == sys.maxsize,
+                   f"slots_available is {available} with parallelism 0; Airflow 2 means unlimited (sys.maxsize)")
+    h.drain_terminal(tasks)

@@ -168,3 +168,21 @@ def repeated_build_start_end(ctx: CheckContext) -> None:
         task = h.queue(Probe.new(ProbeKind.OK))
         h.drain_terminal([task])
         h.end()
+
+
+@check("lifecycle.end_returns_with_work_in_flight", clause="LIFE-7",
+       title="end() returns within its budget and does not raise while tasks are in flight (every executor)",
+       expects="The scheduler calls end() on exit and nothing else after it: an end() that never returns "
+               "hangs scheduler shutdown (and with it a deployment's restart), whether or not the executor's "
+               "tasks outlive the scheduler.",
+       fix="Bound every wait in end(): wait for local work to finish (or, for an executor whose tasks "
+           "outlive the scheduler, only close clients and flush what is known) and return.")
+def end_returns_with_work_in_flight(ctx: CheckContext) -> None:
+    """Two short tasks are started, then end() is called under the ``end`` budget. An executor that
+    adopts may return without waiting for them (LIFE-1 does not apply to it); it must still return."""
+    h = ctx.harness(parallelism=2)
+    tasks = [h.queue(Probe.new(ProbeKind.OK, delay=0.3)) for _ in range(2)]
+    h.heartbeat()
+    if not ctx.capabilities.get("single_threaded"):
+        h.wait_for(lambda: any(h.journal().started(t.task_id) for t in tasks), "a task to start")
+    h.end()  # a call past its budget fails the check, naming end()
