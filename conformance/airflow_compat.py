@@ -154,12 +154,21 @@ def _operator(dag: Any, task_id: str, priority: int, queue: str) -> Any:
     return empty_cls(task_id=task_id, dag=dag, priority_weight=priority, queue=queue)
 
 
-def _set_try_number(ti: Any, try_number: int) -> None:
-    if major() == 2 and version_less((2, 10)):
-        # Before 2.10 ``try_number`` was a property over ``_try_number`` (+1 unless running).
-        ti._try_number = try_number
+def _set_try_number(ti: Any, try_number: int, *, running: bool = False) -> None:
+    """Make ``ti.try_number`` (and so ``ti.key``) say ``try_number`` in the TI's state.
+
+    Before 2.10 ``try_number`` is a property over ``_try_number``: ``_try_number + 1`` unless the TI is
+    RUNNING (Airflow increments ``_try_number`` when the task starts). A queued first try therefore has
+    ``_try_number == 0``, and the same try once running has ``_try_number == 1``: the key stays the
+    same across the change, which adoption relies on."""
+    if _try_number_is_a_property():
+        ti._try_number = try_number if running else try_number - 1
     else:
         ti.try_number = try_number
+
+
+def _try_number_is_a_property() -> bool:
+    return major() == 2 and version_less((2, 10))
 
 
 def version_less(bound: tuple[int, int]) -> bool:
@@ -267,5 +276,45 @@ def adoption_ready(handle: TaskHandle, *, job_id: int, external_executor_id: str
     ti.queued_by_job_id = job_id
     ti.external_executor_id = external_executor_id
     states = state_enum()
+    key = ti.key
     ti.state = states.RUNNING if running else states.QUEUED
+    _set_try_number(ti, key.try_number, running=running)  # the same key in either state (before 2.10)
     return ti
+
+
+# -- workloads other than tasks (Airflow 3.3+: ExecuteCallback, TestConnection) -----------------------
+
+
+def has_other_workloads() -> bool:
+    """Whether the installed BaseExecutor queues callbacks and connection tests (3.3+)."""
+    return is_airflow3() and hasattr(base_executor_class(), "supports_callbacks")
+
+
+def make_callback_workload(probe_task_id: str) -> Any:
+    """An ``ExecuteCallback`` as the scheduler builds for a deadline callback, whose import path is a
+    probe instruction (the probe seam runs it instead of importing it: no API server needed)."""
+    import uuid
+    from pathlib import Path
+
+    from airflow.executors.workloads.base import BundleInfo
+    from airflow.executors.workloads.callback import CallbackDTO, CallbackFetchMethod, ExecuteCallback
+
+    callback = CallbackDTO(id=str(uuid.uuid4()), fetch_method=CallbackFetchMethod.IMPORT_PATH,
+                           data={"path": probe_task_id, "kwargs": {}})
+    return ExecuteCallback(callback=callback, dag_rel_path=Path("conformance_probes.py"), token="",
+                           bundle_info=BundleInfo(name="conformance"), log_path=None)
+
+
+def make_connection_test_workload(probe_task_id: str) -> Any:
+    """A ``TestConnection`` whose connection id is a probe instruction (run by the probe seam)."""
+    import uuid
+
+    from airflow.executors.workloads.connection_test import TestConnection
+
+    return TestConnection(connection_test_id=uuid.uuid4(), connection_id=probe_task_id, timeout=60, token="")
+
+
+def workload_key(workload: Any) -> Any:
+    """The event-buffer key of any workload (a task's TaskInstanceKey, a CallbackKey, a ConnectionTestKey)."""
+    ti = getattr(workload, "ti", None)
+    return ti.key if ti is not None else workload.key

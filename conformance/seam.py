@@ -72,6 +72,36 @@ def _patch_supervisor(module: ModuleType) -> None:
             setattr(module, name, _wrap_supervisor(func, via=name))
 
 
+def _wrap_keyword(func: Callable[..., Any], via: str, name_arg: str, kind: str) -> Callable[..., Any]:
+    """For workloads that are not tasks: the probe instruction is in one keyword argument (a callback's
+    import path, a connection test's connection id)."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        probe = probes.decode(str(kwargs.get(name_arg, "")))
+        if probe is None:
+            return func(*args, **kwargs)
+        identity = {"dag_id": f"conformance_{kind}", "task_id": probe.task_id, "run_id": None,
+                    "try_number": None, "map_index": -1}
+        return probes.run(probe, identity, via=via)
+
+    setattr(wrapper, _MARK, True)
+    return wrapper
+
+
+def _patch_callback_supervisor(module: ModuleType) -> None:
+    func = getattr(module, "supervise_callback", None)
+    if func is not None and not getattr(func, _MARK, False):
+        setattr(module, "supervise_callback",  # noqa: B010
+                _wrap_keyword(func, "supervise_callback", "callback_path", "callback"))
+
+
+def _patch_connection_test_supervisor(module: ModuleType) -> None:
+    func = getattr(module, "supervise_connection_test", None)
+    if func is not None and not getattr(func, _MARK, False):
+        setattr(module, "supervise_connection_test",  # noqa: B010
+                _wrap_keyword(func, "supervise_connection_test", "connection_id", "connection_test"))
+
+
 def _patch_task_command(module: ModuleType) -> None:
     func = getattr(module, "task_run", None)
     if func is not None and not getattr(func, _MARK, False):
@@ -81,6 +111,8 @@ def _patch_task_command(module: ModuleType) -> None:
 _TARGETS: dict[str, Callable[[ModuleType], None]] = {
     "airflow.sdk.execution_time.supervisor": _patch_supervisor,
     "airflow.cli.commands.task_command": _patch_task_command,
+    "airflow.sdk.execution_time.callback_supervisor": _patch_callback_supervisor,
+    "airflow.sdk.execution_time.connection_test_supervisor": _patch_connection_test_supervisor,
 }
 
 

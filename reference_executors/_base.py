@@ -47,6 +47,15 @@ class ReferenceExecutorBase(BaseExecutor):
         self.state_dir.mkdir(parents=True, exist_ok=True)
         _bridge.prepare_parent()
 
+    # -- dispatch order ---------------------------------------------------------------------------
+    def order_queued_tasks_by_priority(self) -> list[tuple[Any, Any]]:
+        """Highest ``priority_weight`` first; equal priorities in the order they were queued.
+
+        ``trigger_tasks`` starts the first ``open_slots`` of this list. Airflow's base class orders the
+        same way on every version but 3.2, whose base puts the *lowest* priority first
+        (apache/airflow#70942): the reference states its order itself rather than inherit that."""
+        return sorted(self.queued_tasks.items(), key=lambda item: -_bridge.queued_priority(item[1]))
+
     # -- dispatch (2.x) --------------------------------------------------------------------------
     def execute_async(self, key: Any, command: Any, queue: str | None = None,
                       executor_config: Any = None) -> None:
@@ -62,7 +71,9 @@ class ReferenceExecutorBase(BaseExecutor):
         go wrong (SPEC LIFE-5)."""
         for workload in workloads:
             key = _bridge.task_payload_key(workload)
-            self.queued_tasks.pop(key, None)
+            for pending in (self.queued_tasks, getattr(self, "queued_callbacks", {}),
+                            getattr(self, "queued_connection_tests", {})):
+                pending.pop(key, None)
             self.running.add(key)
             self._dispatch(key, workload)
 
@@ -71,6 +82,16 @@ class ReferenceExecutorBase(BaseExecutor):
         def queue_workload(self, workload: Any, session: Any = None) -> None:
             """3.0-3.2: the base class does not store ExecuteTask workloads; 3.3's does."""
             self.queued_tasks[workload.ti.key] = workload
+
+    if _bridge.HAS_OTHER_WORKLOADS:
+
+        def trigger_connection_tests(self) -> None:
+            """3.3's base hands connection tests over only up to ``slots_available``, which already counts
+            the queued tests themselves: with one free slot a queued test never fits (a sequential
+            executor would never run one). Count the work in flight instead."""
+            free = self.parallelism - len(self.running)
+            if self.supports_connection_test and self.queued_connection_tests and free > 0:
+                self._process_workloads(list(self.queued_connection_tests.values())[:free])
 
     def _dispatch(self, key: Any, payload: Any) -> None:
         raise NotImplementedError

@@ -21,9 +21,23 @@ IS_AIRFLOW3 = AIRFLOW_MAJOR >= 3
 BASE_STORES_WORKLOADS = IS_AIRFLOW3 and hasattr(BaseExecutor, "_get_workloads_to_schedule")
 
 
+#: 3.3 also queues deadline callbacks (ExecuteCallback) and connection tests (TestConnection) to executors
+#: that declare them; both run through BaseExecutor.run_workload like tasks.
+HAS_OTHER_WORKLOADS = IS_AIRFLOW3 and hasattr(BaseExecutor, "supports_callbacks")
+
+
 def task_payload_key(payload: Any) -> Any:
-    """The TaskInstanceKey of a 3.x workload (2.x hands the key separately)."""
-    return payload.ti.key
+    """The event-buffer key of a 3.x workload: a task's TaskInstanceKey, a CallbackKey or a
+    ConnectionTestKey (2.x hands the key separately)."""
+    ti = getattr(payload, "ti", None)
+    return ti.key if ti is not None else payload.key
+
+
+def queued_priority(payload: Any) -> int:
+    """The priority of a ``queued_tasks`` value: 2.x ``(command, priority, queue, ti)``, 3.x a workload."""
+    if IS_AIRFLOW3:
+        return int(getattr(payload.ti, "priority_weight", 1) or 1)
+    return int(payload[1])
 
 
 def prepare_parent() -> None:

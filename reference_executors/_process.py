@@ -40,6 +40,10 @@ def new_external_id(prefix: str) -> str:
 
 
 def key_fields(key: Any) -> list[Any]:
+    """The parts of a key that name a record and a log file. A callback or connection test (3.3) has
+    only an id: it is filed under its key type."""
+    if not hasattr(key, "dag_id"):
+        return [f"_{type(key).__name__}", str(getattr(key, "id", key)), "-", 1, -1]
     return [key.dag_id, key.task_id, key.run_id, key.try_number, key.map_index]
 
 

@@ -28,8 +28,10 @@ class LocalExecutor(ReferenceExecutorBase):
     supports_ad_hoc_ti_run = False  # not read by core in 2.7-3.3; False is the honest default
     change_sensor_mode_to_reschedule = False  # parallel slots: poke-mode sensors block only their own slot
     sentry_integration = ""  # 3.3: no Sentry integration to enable in task processes
-    supports_callbacks = False  # 3.3: ExecuteCallback workloads are refused by the base (NotImplementedError)
-    supports_connection_test = False
+    # 3.3: deadline callbacks and connection tests run like tasks (BaseExecutor.run_workload in a forked
+    # child) and are reported with their own key and state classes; older Airflow has neither.
+    supports_callbacks = _bridge.HAS_OTHER_WORKLOADS
+    supports_connection_test = _bridge.HAS_OTHER_WORKLOADS
     supports_multi_team = False
     pre_assigns_external_executor_id = False  # we mint our own ids and report them with RUNNING
 

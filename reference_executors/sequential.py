@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from reference_executors import _bridge
 from reference_executors._base import ReferenceExecutorBase
 from reference_executors._process import FAILED, TaskProcess, new_external_id
 
@@ -25,8 +26,10 @@ class SequentialExecutor(ReferenceExecutorBase):
     # ATTR-2a: a poke-mode sensor would hold the only slot for its whole wait; rescheduling frees it.
     change_sensor_mode_to_reschedule = True
     sentry_integration = ""
-    supports_callbacks = False
-    supports_connection_test = False
+    # 3.3: deadline callbacks and connection tests run like tasks (BaseExecutor.run_workload in a forked
+    # child) and are reported with their own key and state classes; older Airflow has neither.
+    supports_callbacks = _bridge.HAS_OTHER_WORKLOADS
+    supports_connection_test = _bridge.HAS_OTHER_WORKLOADS
     supports_multi_team = False
     pre_assigns_external_executor_id = False
 

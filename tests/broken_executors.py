@@ -605,11 +605,16 @@ class StopsReportingAtUnreadableResult(LocalExecutor):
             if outcome is None:
                 continue
             if "without a verdict" in outcome[1]:
-                self.log.error("cannot read the result of %s; will retry", key)
-                return
+                return  # "cannot read the result; will retry": the same happens at every sync
             del self._procs[key]
             proc.forget()
             self._report(key, *outcome)
+
+    def end(self) -> None:
+        """Bounded (the defect is in sync alone): wait for the processes, sync once."""
+        for proc in list(self._procs.values()):
+            proc.finish()
+        self.sync()
 
 
 class ZeroParallelismRunsNothing(LocalExecutor):
@@ -632,6 +637,47 @@ class LocalButSaysRemote(LocalExecutor):
 
     is_local = False
     serve_logs = False
+
+
+# -- callbacks and connection tests (Airflow 3.3) ---------------------------------------------------------
+
+
+class CallbacksDeclaredButDropped(LocalExecutor):
+    """Declares callbacks and takes them off the queue, but never runs them."""
+
+    supports_callbacks = True
+
+    def _process_workloads(self, workloads: Any) -> None:
+        callbacks = [w for w in workloads if type(w).__name__ == "ExecuteCallback"]
+        for workload in callbacks:
+            self.queued_callbacks.pop(workload.key, None)
+        super()._process_workloads([w for w in workloads if w not in callbacks])
+
+
+class CallbackReportedAsTaskState(LocalExecutor):
+    """Runs callbacks but reports them with TaskInstanceState, which the scheduler does not read for them."""
+
+    supports_callbacks = True
+
+    def _report(self, key: Any, state: str, info: str) -> None:
+        if type(key).__name__ == "CallbackKey":
+            self.change_state(key, TaskInstanceState.SUCCESS if state == SUCCESS else TaskInstanceState.FAILED,
+                              info)
+            return
+        super()._report(key, state, info)
+
+
+class AcceptsUndeclaredConnectionTests(LocalExecutor):
+    """Says it cannot test connections, yet queue_workload stores them instead of refusing: nothing runs
+    them (the base only dispatches connection tests for executors that declare them)."""
+
+    supports_connection_test = False
+
+    def queue_workload(self, workload: Any, session: Any = None) -> None:
+        if type(workload).__name__ == "TestConnection":
+            self.queued_connection_tests[workload.key] = workload
+            return
+        super().queue_workload(workload, session)
 
 
 # -- the registry -----------------------------------------------------------------------------------
@@ -662,6 +708,9 @@ NEGATIVE_CONTROLS: dict[str, list[Control]] = {
     "heartbeat.starts_queued_work_while_busy": [Control(StartsOnlyWhenQueueOutnumbersRunning)],
     "heartbeat.parallelism_zero_unlimited_or_refused": [Control(ZeroParallelismRunsNothing)],
     "lifecycle.end_returns_with_work_in_flight": [Control(EndHangsWhenAdopting)],
+    "attributes.callbacks_declared_truthfully": [Control(CallbacksDeclaredButDropped),
+                                                 Control(CallbackReportedAsTaskState)],
+    "attributes.connection_tests_declared_truthfully": [Control(AcceptsUndeclaredConnectionTests)],
     "events.dead_worker_reported_failed_others_reported": [Control(WorkerDeathReportedSuccess),
                                                             Control(StopsReportingAtUnreadableResult)],
     "heartbeat.triggers_queued_work": [Control(NeverStarts)],

@@ -66,3 +66,27 @@ def test_handle_stuck_reports_unsupported_for_the_base_class() -> None:
 def test_terminal_states_are_task_instance_states() -> None:
     s = compat.state_enum()
     assert compat.terminal_states() == {s.SUCCESS, s.FAILED}
+
+
+@pytest.mark.parametrize("try_number", [1, 2, 3])
+def test_a_tasks_key_keeps_its_try_number_when_it_starts_running(try_number: int) -> None:
+    """Before 2.10 ``try_number`` reads ``_try_number + 1`` unless the TI is RUNNING: the key of a queued
+    task and of the same task running (as adoption sees it) must still be one key."""
+    handle = compat.make_task("conformance_dag", "try_keys", try_number=try_number)
+    assert handle.key.try_number == try_number and handle.ti.key == handle.key
+    ti = compat.adoption_ready(handle, job_id=1, external_executor_id="x", running=True)
+    assert ti.key == handle.key
+    ti = compat.adoption_ready(handle, job_id=1, external_executor_id="x", running=False)
+    assert ti.key == handle.key
+
+
+def test_reference_executors_start_the_highest_priority_first() -> None:
+    """Whatever the installed base class does (3.2 orders lowest first), the reference orders itself."""
+    from reference_executors import LocalExecutor
+
+    executor = LocalExecutor(parallelism=2)
+    handles = [compat.make_task("conformance_dag", f"prio_{p}", priority=p) for p in (1, 9, 5)]
+    for handle in handles:
+        compat.queue_task(executor, handle)
+    ordered = [key.task_id for key, _ in executor.order_queued_tasks_by_priority()]
+    assert ordered == ["prio_9", "prio_5", "prio_1"]

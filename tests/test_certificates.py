@@ -4,6 +4,7 @@ the conftest route, ``diff`` and ``matrix``, the HTML page in a real browser, co
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -95,8 +96,6 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def _env() -> dict[str, str]:
-    import os
-
     return {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CONFORMANCE_", "COVERAGE_",
                                                                          "PYTEST_"))}
 
@@ -286,7 +285,8 @@ def test_the_html_report_renders_and_filters_in_a_real_browser(tmp_path: Path) -
                                "--no-first-run", "--disable-background-networking", "--disable-component-update",
                                "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
                                "--virtual-time-budget=2000", "--dump-dom", f"file://{page}{fragment}"],
-                              capture_output=True, text=True, timeout=120, check=False)
+                              capture_output=True, text=True, timeout=120, check=False,
+                              env={**os.environ, "HOME": str(tmp_path)})  # chromium's caches stay in tmp
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout
 
