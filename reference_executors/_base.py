@@ -90,8 +90,9 @@ class ReferenceExecutorBase(BaseExecutor):
             the queued tests themselves: with one free slot a queued test never fits (a sequential
             executor would never run one). Count the work in flight instead."""
             free = self.parallelism - len(self.running)
-            if self.supports_connection_test and self.queued_connection_tests and free > 0:
-                self._process_workloads(list(self.queued_connection_tests.values())[:free])
+            queued: dict[Any, Any] = getattr(self, "queued_connection_tests", {})
+            if getattr(self, "supports_connection_test", False) and queued and free > 0:
+                self._process_workloads(list(queued.values())[:free])
 
     def _dispatch(self, key: Any, payload: Any) -> None:
         raise NotImplementedError

@@ -167,3 +167,29 @@ def test_shim_passes_real_commands_to_real_airflow(sandbox: Sandbox) -> None:
     result = subprocess.run(["airflow", "version"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert compat.version_string() in result.stdout
+
+
+def test_killworker_targets_the_executors_child_never_the_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ``killworker`` probe kills the ancestor that is the scheduler's child (the executor's worker),
+    nothing above it; a task that is itself the scheduler's child has no separate worker."""
+    import signal
+
+    from conformance import probes
+
+    monkeypatch.setenv(probes.SCHEDULER_PID_ENV, str(os.getpid()))
+    worker = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen([sys.executable, "
+                               "'-c', 'import time; time.sleep(60)']); print(p.pid, flush=True); p.wait()"],
+                              stdout=subprocess.PIPE, text=True)
+    task = 0
+    try:
+        assert worker.stdout is not None
+        task = int(worker.stdout.readline())
+        assert probes.executor_worker(task) == worker.pid
+        assert probes.executor_worker(worker.pid) is None  # the task process is the worker itself
+        assert os.getpid() not in {probes.executor_worker(task), probes.executor_worker(worker.pid)}
+        assert worker.pid in probes.ancestry(task) and os.getpid() in probes.ancestry(task)
+    finally:
+        if task:
+            os.kill(task, signal.SIGKILL)
+        worker.kill()
+        worker.wait()
