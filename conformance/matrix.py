@@ -1,9 +1,9 @@
-"""Merge certification reports into one Markdown matrix: check x (executor, Airflow version).
+"""Merge certification reports into Markdown: one table per executor, check x Airflow version.
 
-Columns are grouped by executor and ordered by Airflow version, and named by short keys (explained
-under the table) so the table stays readable at 100 columns. A *regression* is a check that fails in
-a column after passing in the previous column of the same executor (the version before); a *fix* is
-the reverse. Comparing with any earlier column instead would flag every later column again.
+A table per executor keeps each one readable at 100 columns however many executors are merged, and
+makes its columns one executor's history across Airflow versions. A *regression* is a check that
+fails in a column after passing in the previous column (the version before); a *fix* is the reverse.
+Comparing with any earlier column instead would flag every later column again.
 """
 
 from __future__ import annotations
@@ -24,20 +24,34 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 
 def render_matrix(reports: list[dict[str, Any]]) -> str:
-    columns = sorted(reports, key=lambda r: (r["executor"], _version_key(r["airflow_version"])))
-    statuses = [{c["id"]: c["status"] for c in r["checks"]} for r in columns]
-    executors = list(dict.fromkeys(r["executor"] for r in columns))
-    keys = [f"{chr(ord('A') + executors.index(r['executor']))}{r['airflow_version']}" for r in columns]
-    lines = ["| check | " + " | ".join(keys) + " |", "|---|" + "---|" * len(columns)]
+    executors = sorted({r["executor"] for r in reports})
+    lines: list[str] = []
     regressions: list[str] = []
     fixes: list[str] = []
+    for executor in executors:
+        columns = sorted((r for r in reports if r["executor"] == executor),
+                         key=lambda r: _version_key(r["airflow_version"]))
+        lines += _table(executor, columns, regressions, fixes)
+    lines += ["Legend: " + ", ".join(f"{icon} {name}" for name, icon in _CELL.items())
+              + "; **R** regression (failed after passing on the previous version), **F** fixed; verdicts: "
+              + ", ".join(f"{short} = {long.lower()}" for long, short in _SHORT_VERDICT.items()) + "."]
+    if regressions:
+        lines += ["", f"Regressions ({len(regressions)}): " + "; ".join(regressions)]
+    if fixes:
+        lines += ["", f"Fixes ({len(fixes)}): " + "; ".join(fixes)]
+    return "\n".join(lines) + "\n"
+
+
+def _table(executor: str, columns: list[dict[str, Any]], regressions: list[str], fixes: list[str]) -> list[str]:
+    statuses = [{c["id"]: c["status"] for c in r["checks"]} for r in columns]
+    versions = [str(r["airflow_version"]) for r in columns]
+    lines = [f"### `{executor}`", "", "| check | " + " | ".join(versions) + " |", "|---|" + "---|" * len(columns)]
     for cid in sorted({cid for s in statuses for cid in s}):
         cells = []
-        for i, report in enumerate(columns):
-            status = statuses[i].get(cid, "")
+        for i, status in enumerate(s.get(cid, "") for s in statuses):
+            previous = statuses[i - 1].get(cid) if i else None
             cell = _CELL.get(status, "")
-            previous = statuses[i - 1].get(cid) if i and columns[i - 1]["executor"] == report["executor"] else None
-            where = f"{cid} ({keys[i]})"
+            where = f"{cid} ({executor.rsplit('.', 1)[-1]} @ {versions[i]})"
             if previous == "passed" and status in _BAD:
                 cell += " **R**"
                 regressions.append(where)
@@ -46,14 +60,6 @@ def render_matrix(reports: list[dict[str, Any]]) -> str:
                 fixes.append(where)
             cells.append(cell)
         lines.append(f"| `{cid}` | " + " | ".join(cells) + " |")
-    lines.append("| verdict | " + " | ".join(_SHORT_VERDICT.get(verdict_of(r), verdict_of(r)) for r in columns) + " |")
-    lines += ["", "Columns: " + "; ".join(f"{chr(ord('A') + i)} = `{e}`" for i, e in enumerate(executors))
-              + " (the number is the Airflow version).",
-              "Legend: " + ", ".join(f"{icon} {name}" for name, icon in _CELL.items())
-              + "; **R** regression (failed after passing on the previous version), **F** fixed; verdicts: "
-              + ", ".join(f"{short} = {long.lower()}" for long, short in _SHORT_VERDICT.items()) + "."]
-    if regressions:
-        lines += ["", f"Regressions ({len(regressions)}): " + "; ".join(regressions)]
-    if fixes:
-        lines += ["", f"Fixes ({len(fixes)}): " + "; ".join(fixes)]
-    return "\n".join(lines) + "\n"
+    lines.append("| verdict | " + " | ".join(_SHORT_VERDICT.get(verdict_of(r), verdict_of(r)) for r in columns)
+                 + " |")
+    return [*lines, ""]

@@ -248,9 +248,11 @@ def test_matrix_flags_a_regression_once_and_shows_fixes() -> None:
                _report("2.11.2", heartbeat__a="failed", heartbeat__b="passed"),
                _report("3.3.2", heartbeat__a="failed", heartbeat__b="passed")]
     table = render_matrix(list(reversed(reports)))
-    assert "Regressions (1): heartbeat.a (A2.11.2)" in table
-    assert "Fixes (1): heartbeat.b (A2.11.2)" in table
-    assert table.index("A2.9.3") < table.index("A2.11.2") < table.index("A3.3.2")  # ordered by version
+    assert "Regressions (1): heartbeat.a (Exec @ 2.11.2)" in table
+    assert "Fixes (1): heartbeat.b (Exec @ 2.11.2)" in table
+    assert table.index("2.9.3") < table.index("2.11.2") < table.index("3.3.2")  # ordered by version
+    other = render_matrix([*reports, _report("2.9.3", executor="pkg.Other", heartbeat__a="failed")])
+    assert other.count("### `") == 2 and "Regressions (1)" in other  # one table per executor
 
 
 def test_matrix_of_the_published_reports_reads_at_100_columns(tmp_path: Path,
@@ -258,7 +260,7 @@ def test_matrix_of_the_published_reports_reads_at_100_columns(tmp_path: Path,
     paths = sorted(str(p) for p in (REPO / "reports").glob("airflow-*/*/report.json"))
     versions = {Path(p).parent.parent.name for p in paths}
     assert len(versions) >= 2, paths  # reports from two Airflow versions at least
-    assert cli.main(["matrix", *paths[:6], str(tmp_path / "absent"), "--output", str(tmp_path / "m.md")]) == 0
+    assert cli.main(["matrix", *paths, str(tmp_path / "absent"), "--output", str(tmp_path / "m.md")]) == 0
     captured = capsys.readouterr()
     assert "warning" in captured.err and "absent" in captured.err  # a missing report is a warning
     assert all(len(line) <= 100 for line in captured.out.splitlines() if line.startswith("| `")), captured.out
