@@ -286,8 +286,9 @@ def adoption_ready(handle: TaskHandle, *, job_id: int, external_executor_id: str
 
 
 def has_other_workloads() -> bool:
-    """Whether the installed BaseExecutor queues callbacks and connection tests (3.3+)."""
-    return is_airflow3() and hasattr(base_executor_class(), "supports_callbacks")
+    """Whether the installed BaseExecutor has the 3.3 workload API: callbacks and connection tests queued
+    like tasks, keyed by ``workload.key``. (3.2 has a first ExecuteCallback without that API.)"""
+    return is_airflow3() and hasattr(base_executor_class(), "supports_connection_test")
 
 
 def make_callback_workload(probe_task_id: str) -> Any:

@@ -107,7 +107,7 @@ def start_session(config: pytest.Config, settings: SessionSettings) -> Conforman
     session = ConformanceSession(config, settings)
     session.coverage_here = cov
     session.bind(profile, sandbox)
-    _stop_cleanly_on_sigterm()
+    session.previous_sigterm = _stop_cleanly_on_sigterm()
     return session
 
 
@@ -118,15 +118,17 @@ def deferred_session(config: pytest.Config, settings: SessionSettings) -> Confor
     return ConformanceSession(config, settings)
 
 
-def _stop_cleanly_on_sigterm() -> None:
+def _stop_cleanly_on_sigterm() -> Any:
     """SIGTERM (a CI runner cancelling the job) unwinds like Ctrl-C: pytest finishes the session and
-    the sandbox ends every process of the run, instead of the interpreter dying with them alive."""
+    the sandbox ends every process of the run, instead of the interpreter dying with them alive.
+    Returns the handler it replaced (restored when the session closes), or None."""
     if threading.current_thread() is threading.main_thread():
         def interrupt(signum: int, frame: Any) -> None:
             raise KeyboardInterrupt(f"signal {signum}")
 
         with contextlib.suppress(ValueError):
-            signal.signal(signal.SIGTERM, interrupt)
+            return signal.signal(signal.SIGTERM, interrupt)
+    return None
 
 
 def validate_check_ids(ids: Any, where: str) -> None:
@@ -167,6 +169,7 @@ class ConformanceSession:
         self._inherited: Inherited | None = None
         self._inherited_done = False
         self.coverage_here: Any = None  # this process's coverage measurement (--conformance-coverage)
+        self.previous_sigterm: Any = None
         self.coverage_result: dict[str, Any] | None = None
 
     def bind(self, profile: ExecutorProfile, sandbox: Sandbox) -> None:
@@ -430,6 +433,9 @@ class ConformanceSession:
         }
 
     def close(self) -> None:
+        if self.previous_sigterm is not None and threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signal.SIGTERM, self.previous_sigterm)  # the process outlives the session
         if self.settings.coverage and not self.is_worker:
             from conformance.executor_coverage import discard
 

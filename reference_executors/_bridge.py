@@ -23,7 +23,7 @@ BASE_STORES_WORKLOADS = IS_AIRFLOW3 and hasattr(BaseExecutor, "_get_workloads_to
 
 #: 3.3 also queues deadline callbacks (ExecuteCallback) and connection tests (TestConnection) to executors
 #: that declare them; both run through BaseExecutor.run_workload like tasks.
-HAS_OTHER_WORKLOADS = IS_AIRFLOW3 and hasattr(BaseExecutor, "supports_callbacks")
+HAS_OTHER_WORKLOADS = IS_AIRFLOW3 and hasattr(BaseExecutor, "supports_connection_test")
 
 
 def task_payload_key(payload: Any) -> Any:

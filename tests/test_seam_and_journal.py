@@ -21,6 +21,8 @@ from conformance.probes import Probe, ProbeKind, decode
 from conformance.sandbox import Sandbox
 
 AF3 = compat.is_airflow3()
+#: where the seam intercepts a 3.x task: ``supervise_task`` (3.3) or ``supervise`` (3.0-3.2)
+SUPERVISORS = ("supervise_task", "supervise")
 
 
 def test_probe_identity_round_trips() -> None:
@@ -77,12 +79,12 @@ def _drive(sandbox: Sandbox, executor: Any, kinds: list[ProbeKind]) -> tuple[Sch
     return h, tasks
 
 
-def _assert_journal_matches(h: SchedulerHarness, tasks: list[Any], via: str) -> None:
+def _assert_journal_matches(h: SchedulerHarness, tasks: list[Any], via: tuple[str, ...]) -> None:
     for task in tasks:
         runs = h.runs(task)
         assert len(runs) == 1, runs
         run = runs[0]
-        assert run.start["via"] == via
+        assert run.start["via"] in via
         assert run.pid != os.getpid(), "the task ran in the test process, not in a child"
         expected = "released" if task.probe.kind is ProbeKind.HANG else task.probe.kind.value
         assert run.outcome == expected
@@ -93,7 +95,7 @@ def test_airflow_local_executor_forked_children(sandbox: Sandbox, airflow_local:
     if not AF3:
         kinds.append(ProbeKind.CRASH)  # 2.x forks per task; 3.x would lose its worker process
     h, tasks = _drive(sandbox, airflow_local(parallelism=2), kinds)
-    _assert_journal_matches(h, tasks, via="supervise_task" if AF3 else "task_run")
+    _assert_journal_matches(h, tasks, via=SUPERVISORS if AF3 else ("task_run",))
     s = compat.state_enum()
     assert h.terminal_events(tasks[0].key)[0].state == s.SUCCESS
     assert h.terminal_events(tasks[2].key)[0].state == s.FAILED
@@ -105,11 +107,12 @@ def test_airflow_local_executor_spawned_children(sandbox: Sandbox, airflow_local
     multiprocessing.set_start_method("spawn", force=True)
     try:
         executor = airflow_local(parallelism=2)
-        assert not executor.is_mp_using_fork
+        if executor.is_mp_using_fork:
+            pytest.skip(f"Airflow {compat.version_string()}'s LocalExecutor forks whatever the start method")
         h, tasks = _drive(sandbox, executor, [ProbeKind.OK, ProbeKind.RAISE])
     finally:
         multiprocessing.set_start_method(previous, force=True)
-    _assert_journal_matches(h, tasks, via="supervise_task")
+    _assert_journal_matches(h, tasks, via=SUPERVISORS)
 
 
 def _spawned_task_run(task_id: str) -> None:
@@ -160,7 +163,7 @@ def test_execute_workload_subprocess(sandbox: Sandbox) -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     runs = sandbox.journal().runs_of(probe.task_id)
-    assert len(runs) == 1 and runs[0].start["via"] == "supervise_task" and runs[0].outcome == "ok"
+    assert len(runs) == 1 and runs[0].start["via"] in SUPERVISORS and runs[0].outcome == "ok"
 
 
 def test_shim_passes_real_commands_to_real_airflow(sandbox: Sandbox) -> None:
