@@ -766,6 +766,24 @@ STATEFUL_ONLY = (DropsEventWhenTwoRunTogether, ExceedsParallelismAfterRevoke, Du
 REFERENCE = {"LocalExecutor": LocalExecutor, "SequentialExecutor": SequentialExecutor}
 
 
+#: capabilities that need an executor method the installed Airflow's BaseExecutor may not have
+_NEEDS_BASE_METHOD = {"revoke": "revoke_task", "cleanup_stuck": "cleanup_stuck_queued_tasks"}
+
+
+def missing_on_this_airflow(check_id: str) -> str | None:
+    """Why no executor can have a capability the check needs on the installed Airflow (revoke_task only
+    exists since 2.10), or None. Such a check is rightly 'not supported' for every executor here."""
+    from conformance import airflow_compat as compat
+    from conformance import checks
+
+    base = compat.base_executor_class()
+    for need in checks.get(check_id).needs:
+        method = _NEEDS_BASE_METHOD.get(need)
+        if method and not hasattr(base, method):
+            return f"BaseExecutor.{method} does not exist on Airflow {compat.version_string()}"
+    return None
+
+
 def area_marks(check_id: str) -> list[Any]:
     """e2e checks start a real Airflow deployment (a minute or more): opt-in with ``-m e2e``."""
     import pytest

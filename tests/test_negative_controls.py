@@ -12,7 +12,7 @@ from conformance.outcomes import Outcome
 from conformance.profile import ExecutorProfile
 from conformance.runner import run_check
 from conformance.timing import TimeModel
-from tests.broken_executors import NEGATIVE_CONTROLS, Control, area_marks
+from tests.broken_executors import NEGATIVE_CONTROLS, Control, area_marks, missing_on_this_airflow
 
 #: Broken executors often fail by missing a budget; a correct executor meets it in milliseconds. The
 #: floors scaled down keep this file quick; the decisive-evidence rules keep the verdicts FAILED.
@@ -36,6 +36,9 @@ def test_check_catches_broken_executor(check_id: str, control: Control, sandbox:
         pytest.skip("state-machine controls are searched, shrunk and replayed in test_stateful.py")
     if not spec.applies():
         pytest.skip(f"{check_id} applies to {spec.applies_text} only")
+    missing = missing_on_this_airflow(check_id)
+    if missing:
+        pytest.skip(f"no executor can be judged on {check_id} here: {missing}")
     profile = ExecutorProfile(executor_class=control.executor, executor_kwargs=dict(control.kwargs),
                               backend=control.backend)
     # The state machine uses a fixed seed here, so that a negative control is found every time.
