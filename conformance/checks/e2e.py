@@ -199,7 +199,9 @@ def _crash_and_recover(ctx: CheckContext, deployment: Deployment, run: Run, adop
         else:
             ctx.expect(any(r.outcome == "success" for r in after),
                        f"{task_id} was not re-run to success after the crash; the executor cannot adopt, so "
-                       "the new scheduler must reset it and the executor run it again")
+                       "the new scheduler must reset it and the executor run it again. Journal (crash at "
+                       f"{crashed_at:.3f}): {[r.describe() for r in task_runs] or 'no run'}; task instances: "
+                       f"{describe_tasks(tasks)}")
 
 
 @check("e2e.stuck_in_queued_handled", clause="E2E-5", needs=("stuck_handling", "!single_threaded"),
