@@ -10,6 +10,7 @@ Every data file lives in a temporary folder of the run, removed once the report 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -39,13 +40,26 @@ def prepare(package: str) -> Path:
     directory = Path(tempfile.mkdtemp(prefix="executor-conformance-coverage-"))
     rc = directory / "coveragerc"
     rc.write_text("\n".join([
-        "[run]", "branch = True", "parallel = True", f"source_pkgs = {package}",
+        "[run]", "branch = True", "parallel = True", _source_setting(package),
         f"data_file = {directory / 'data' / '.coverage'}", "patch = _exit, fork",
         "disable_warnings = no-data-collected, module-not-measured, module-imported-but-not-measured", ""]))
     (directory / "data").mkdir()
     os.environ[ENV_VAR] = str(rc)
     os.environ[_DIR_VAR] = str(directory)
     return rc
+
+
+def _source_setting(package: str) -> str:
+    """What to measure, named so that coverage imports nothing to find it. ``source_pkgs`` of a dotted
+    package makes coverage import its parents when it starts -- for ``airflow.executors`` that is Airflow
+    itself, in every process of the run, before anything else is ready. A dotted package is given as its
+    directory instead, located from the top-level package's spec (finding a top-level spec runs no code)."""
+    top, _, rest = package.partition(".")
+    spec = importlib.util.find_spec(top) if rest else None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        return f"source_pkgs = {package}"
+    return f"source = {Path(locations[0], *rest.split('.'))}"
 
 
 def start_here() -> Any:

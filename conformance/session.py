@@ -86,6 +86,9 @@ def start_session(config: pytest.Config, settings: SessionSettings) -> Conforman
     """A certification of ``settings.executor`` (``--executor`` or ``--conformance``)."""
     assert settings.executor
     validate_settings(settings)
+    # The sandbox first: AIRFLOW_HOME must be set before anything imports Airflow -- the executor's
+    # module, and coverage, which imports the parent packages of what it measures (airflow.executors).
+    sandbox = Sandbox.create().activate()
     cov = None
     if settings.coverage:  # before the executor's module is imported, so that its import counts
         from conformance import executor_coverage
@@ -93,8 +96,6 @@ def start_session(config: pytest.Config, settings: SessionSettings) -> Conforman
         if not hasattr(config, "workerinput"):  # the controller prepares; xdist workers inherit the environment
             executor_coverage.prepare(executor_coverage.measured_package(settings.executor))
         cov = executor_coverage.start_here()
-    # The sandbox first: AIRFLOW_HOME must be set before the executor's module imports Airflow.
-    sandbox = Sandbox.create().activate()
     try:
         profile = ExecutorProfile.from_path(settings.executor, settings.executor_kwargs)
         if settings.backend_driver:
