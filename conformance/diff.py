@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from conformance.report import load_report, verdict_of
-
-_BAD = ("failed", "inconclusive", "not run")
+from conformance.verdict import BLOCKING
 
 
 @dataclass
@@ -67,18 +66,18 @@ def diff_reports(old: dict[str, Any], new: dict[str, Any], old_path: Path = Path
     for cid in sorted(set(before) & set(after)):
         was, now = before[cid]["status"], after[cid]["status"]
         if was == now:
-            if was in _BAD and before[cid].get("message", "").strip() != after[cid].get("message", "").strip():
+            if was in BLOCKING and before[cid].get("message", "").strip() != after[cid].get("message", "").strip():
                 result.changed_messages.append(cid)
-        elif now in _BAD and was not in _BAD:
+        elif now in BLOCKING and was not in BLOCKING:
             result.newly_failing.append((cid, was, now))
-        elif was in _BAD and now not in _BAD:
+        elif was in BLOCKING and now not in BLOCKING:
             result.newly_passing.append((cid, was, now))
         else:
             result.other_changes.append((cid, was, now))
     # A check that is new and fails is newly failing too: it did not fail in the old certificate.
     for cid in sorted(set(after) - set(before)):
         result.added.append(cid)
-        if after[cid]["status"] in _BAD:
+        if after[cid]["status"] in BLOCKING:
             result.newly_failing.append((cid, "(absent)", after[cid]["status"]))
     result.removed = sorted(set(before) - set(after))
     return result

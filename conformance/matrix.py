@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from conformance.report import verdict_of
+from conformance.verdict import BLOCKING
 
 _CELL = {"passed": "✅", "failed": "❌", "not supported": "➖", "not applicable": "·",
          "expected failure": "⚠️", "advice": "💡", "inconclusive": "❔", "not run": "⏸"}
-_BAD = ("failed", "inconclusive", "not run")
 _SHORT_VERDICT = {"CERTIFIED": "cert", "CERTIFIED WITH EXCEPTIONS": "cert*", "PARTIAL": "partial",
                   "NOT CERTIFIED": "no"}
 
@@ -52,10 +52,10 @@ def _table(executor: str, columns: list[dict[str, Any]], regressions: list[str],
             previous = statuses[i - 1].get(cid) if i else None
             cell = _CELL.get(status, "")
             where = f"{cid} ({executor.rsplit('.', 1)[-1]} @ {versions[i]})"
-            if previous == "passed" and status in _BAD:
+            if previous == "passed" and status in BLOCKING:
                 cell += " **R**"
                 regressions.append(where)
-            elif previous in _BAD and status == "passed":
+            elif previous in BLOCKING and status == "passed":
                 cell += " **F**"
                 fixes.append(where)
             cells.append(cell)

@@ -38,7 +38,7 @@ from conformance.profile import (
 )
 from conformance.sandbox import Sandbox
 from conformance.timing import TimeModel
-from conformance.verdict import Verdict, judge
+from conformance.verdict import BLOCKING, Verdict, judge
 
 STATUS_ORDER = ("passed", "failed", "inconclusive", "not run", "not supported", "not applicable",
                 "expected failure", "advice")
@@ -376,7 +376,7 @@ class ConformanceSession:
         """Failures (and checks not run) that share a root cause, largest group first."""
         groups: dict[str, list[str]] = {}
         for check_id, result in sorted(self.results.items()):
-            if result["status"] in ("failed", "not run", "inconclusive") and result.get("cause"):
+            if result["status"] in BLOCKING and result.get("cause"):
                 groups.setdefault(result["cause"], []).append(check_id)
         return [{"cause": cause, "checks": ids}
                 for cause, ids in sorted(groups.items(), key=lambda g: -len(g[1])) if len(ids) > 1]
