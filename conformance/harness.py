@@ -14,6 +14,7 @@ bare sleep; a wait that runs out is judged by evidence (``judge_timeout``): fail
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -48,13 +49,19 @@ class _Watchdog:
 
     A real signal (not ``interrupt_main``) is needed so that a call blocked in ``waitpid``/``join``/
     ``read`` is woken up. SIGALRM is left alone: pytest-timeout uses it as the outer safety net.
+    One long-lived thread watches the armed deadline: a thread per call cost milliseconds each on a busy
+    machine (``Thread.start`` waits until the new thread runs), which the harness charged to the executor.
     """
 
     SIGNAL = signal.SIGRTMIN + 7 if hasattr(signal, "SIGRTMIN") else signal.SIGUSR1
 
     def __init__(self) -> None:
         self._label: str | None = None
-        self._lock = threading.Lock()
+        self._deadline: float | None = None  # monotonic; None while no call is guarded
+        self._waiting_until = float("inf")  # what the watching thread sleeps towards
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._owner_pid = 0
         self._installed = False
 
     def _handler(self, signum: int, frame: Any) -> None:
@@ -62,6 +69,30 @@ class _Watchdog:
         if label is not None:
             self._label = None
             raise CallTimedOut(label)
+
+    def _watch(self, main_ident: int) -> None:
+        with self._cond:
+            while True:
+                deadline = self._deadline
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    self._deadline = None
+                    if self._label is not None:
+                        signal.pthread_kill(main_ident, self.SIGNAL)
+                    continue
+                self._waiting_until = deadline if deadline is not None else float("inf")
+                self._cond.wait(None if deadline is None else deadline - now)
+
+    def _ensure_thread(self) -> None:
+        # a forked child inherits the object but not the thread
+        if self._thread is None or self._owner_pid != os.getpid():
+            main_ident = threading.main_thread().ident
+            assert main_ident is not None
+            self._cond = threading.Condition()
+            self._thread = threading.Thread(target=self._watch, args=(main_ident,), name="conformance-watchdog",
+                                            daemon=True)
+            self._owner_pid = os.getpid()
+            self._thread.start()
 
     @contextlib.contextmanager
     def guard(self, label: str, seconds: float) -> Iterator[None]:
@@ -71,27 +102,19 @@ class _Watchdog:
         if not self._installed:
             signal.signal(self.SIGNAL, self._handler)
             self._installed = True
-        main_ident = threading.main_thread().ident
-        token = object()
-        state = {"token": token}
-
-        def fire() -> None:
-            with self._lock:
-                if state.get("token") is token and self._label is not None and main_ident is not None:
-                    signal.pthread_kill(main_ident, self.SIGNAL)
-
-        with self._lock:
+        self._ensure_thread()
+        deadline = time.monotonic() + seconds
+        with self._cond:
             self._label = label
-        timer = threading.Timer(seconds, fire)
-        timer.daemon = True
-        timer.start()
+            self._deadline = deadline
+            if deadline < self._waiting_until:
+                self._cond.notify()
         try:
             yield
         finally:
-            with self._lock:
+            with self._cond:
                 self._label = None
-                state.clear()
-            timer.cancel()
+                self._deadline = None  # the thread wakes at the old deadline, finds nothing armed
 
 
 _WATCHDOG = _Watchdog()
@@ -170,6 +193,8 @@ class SchedulerHarness:
     owner: str = ""  # the check that queued this harness's probes (for leak reports)
     transcript: list[_Line] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    #: the same events by key: checks ask "events of this key" in every poll of every wait
+    _events_by_key: dict[Any, list[Event]] = field(default_factory=dict)
     tasks: dict[Any, QueuedTask] = field(default_factory=dict)
     started: bool = False
     ended: bool = False
@@ -248,7 +273,9 @@ class SchedulerHarness:
                                list(dag_ids))
         now = time.monotonic()
         for key, value in dict(buffer).items():
-            self.events.append(Event(now, key, value))
+            event = Event(now, key, value)
+            self.events.append(event)
+            self._events_by_key.setdefault(key, []).append(event)
             self.note(f"event {_key_text(key)} -> {_short(value)}")
         return dict(buffer)
 
@@ -398,7 +425,7 @@ class SchedulerHarness:
         return self.sandbox.journal()
 
     def events_for(self, key: Any) -> list[Event]:
-        return [e for e in self.events if e.key == key]
+        return list(self._events_by_key.get(key, ()))
 
     def terminal_events(self, key: Any) -> list[Event]:
         terminal = compat.terminal_states()

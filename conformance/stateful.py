@@ -339,6 +339,12 @@ class ExecutorMachine(RuleBasedStateMachine):
                 h.close()
             cfg.sandbox.settle(cfg.time.budget("settle"))
             cfg.sandbox.kill_leaked_probes()
+            if any(h.abandoned for h in self.retired):
+                # A 'dead scheduler' leaves its workers behind (the scheduler process would be gone and
+                # with it their pipes; here it lives on): ended now, as CheckContext.close does, so that
+                # they are not counted against the live executor.
+                cfg.sandbox.sweep_processes(include_shared_helpers=False, grace=cfg.time.budget("settle"),
+                                            wait=False)
 
     def _drain_outstanding(self) -> None:
         """Heartbeat until every outstanding task has its terminal event. A task whose probe has

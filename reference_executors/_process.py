@@ -9,7 +9,8 @@ truth: a new executor instance after a scheduler restart finds the record throug
 
 Files per task, named by its external id ``<id>``:
 ``<id>.json`` (key, pid, log path), ``<id>.result.json`` (state and info, written atomically by the
-child), and the task log under ``logs/``.
+child), and the task log under ``logs/``. A task run by a pool worker (``_pool``) has one file: the
+record as its first JSON line and the verdict appended as the second -- two writes, no renames.
 """
 
 from __future__ import annotations
@@ -72,6 +73,31 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None  # written atomically, so only a foreign file can be malformed: treat as absent
 
 
+def _write_line(path: Path, data: dict[str, Any], append: bool) -> None:
+    """One JSON line: a new file, or appended to one (a single ``write``, so never interleaved)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC), 0o644)
+    try:
+        os.write(fd, (json.dumps(data) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    """The file's JSON lines, up to the first one that is incomplete (still being written); [] when
+    the file does not exist. Any other OSError is an outage: raised."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    lines = []
+    for line in text.splitlines():
+        try:
+            lines.append(dict(json.loads(line)))
+        except ValueError:
+            break
+    return lines
+
+
 def _remove(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
@@ -101,6 +127,8 @@ class TaskProcess:
     state_dir: Path
     exit_status: int | None = None
     _record: dict[str, Any] | None = None  # a record still to be written (the state dir failed)
+    #: the pid is a worker that outlives the task (``_pool``): never block waiting for it to exit
+    shared_pid: bool = False
 
     @property
     def record_path(self) -> Path:
@@ -152,12 +180,14 @@ class TaskProcess:
     def from_record(cls, state_dir: Path, external_id: str) -> TaskProcess | None:
         """Re-attach to a task another executor instance started (adoption)."""
         try:
-            record = _read_json(state_dir / f"{external_id}.json")
+            lines = _read_lines(state_dir / f"{external_id}.json")
         except OSError:
             return None
+        record = lines[0] if lines else None
         if record is None or record.get("pid") is None:
             return None  # never started, or its starter died before it knew the pid
-        return cls(external_id, list(record["key"]), int(record["pid"]), state_dir)
+        return cls(external_id, list(record["key"]), int(record["pid"]), state_dir,
+                   shared_pid=bool(record.get("worker")))
 
     # -- observing -----------------------------------------------------------------------------
     def poll(self) -> tuple[str, str] | None:
@@ -174,7 +204,7 @@ class TaskProcess:
         if result is not None:
             return result
         if self.exit_status is not None:
-            return FAILED, f"task process ended without a verdict ({_describe_status(self.exit_status)})"
+            return FAILED, f"task process ended without a verdict ({describe_status(self.exit_status)})"
         if not ours and not _pid_alive(self.pid):
             return FAILED, "task process vanished without a verdict"
         return None
@@ -234,7 +264,7 @@ class TaskProcess:
         if self.exit_status is not None:
             return False
         try:
-            pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+            pid, status = os.waitpid(self.pid, 0 if block and not self.shared_pid else os.WNOHANG)
         except ChildProcessError:
             return False
         if pid == self.pid:
@@ -242,13 +272,17 @@ class TaskProcess:
         return True
 
     def _read_result(self) -> tuple[str, str] | None:
-        data = _read_json(self.result_path)
+        if self.shared_pid:  # a pool worker's task: the verdict is the record's second line
+            lines = _read_lines(self.record_path)
+            data = lines[1] if len(lines) > 1 else None
+        else:
+            data = _read_json(self.result_path)
         if data is None:
             return None
         return str(data["state"]), str(data.get("info", ""))
 
 
-def _describe_status(status: int) -> str:
+def describe_status(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"killed by signal {os.WTERMSIG(status)}"
     return f"exit code {os.WEXITSTATUS(status)}"

@@ -25,7 +25,7 @@ class StateDirectoryOutage:
 
     @contextmanager
     def transient_error(self) -> Iterator[None]:
-        names = ("_write_json_atomically", "_read_json", "_remove")
+        names = ("_write_json_atomically", "_read_json", "_write_line", "_read_lines", "_remove")
         saved = {name: getattr(_process, name) for name in names}
         for name in names:
             setattr(_process, name, _unavailable)

@@ -7,15 +7,17 @@ from typing import Any
 
 from reference_executors import _bridge
 from reference_executors._base import ReferenceExecutorBase
+from reference_executors._pool import WorkerPool
 from reference_executors._process import TaskProcess, key_fields, new_external_id
 
 
 class LocalExecutor(ReferenceExecutorBase):
-    """Each task in its own process group on this host, at most ``parallelism`` at a time.
+    """Tasks run by long-lived worker processes on this host (``_pool``), at most ``parallelism`` at a time.
 
-    ``heartbeat()`` never waits for task work: dispatch is a ``fork``, and ``sync`` only looks at
-    which children have finished. Every task is recorded in the state directory under its external
-    executor id, which is how a new instance adopts it after the scheduler died.
+    ``heartbeat()`` never waits for task work: dispatch sends the task down an idle worker's pipe (a
+    ``fork`` only while the pool grows), and ``sync`` only reads what the workers reported. Every task
+    is recorded in the state directory under its external executor id, naming the worker that runs it,
+    which is how a new instance adopts it after the scheduler died.
     """
 
     # Compatibility attributes: each one states what this executor really does (SPEC ATTR).
@@ -39,6 +41,11 @@ class LocalExecutor(ReferenceExecutorBase):
         super().__init__(parallelism=parallelism, state_dir=state_dir, **kwargs)
         self._procs: dict[Any, TaskProcess] = {}
         self._held: dict[Any, Any] = {}
+        # Airflow 2's task command changes process-wide state: a child per task inside the worker.
+        self._pool = WorkerPool(_bridge.run_here, isolate=not _bridge.IS_AIRFLOW3)
+
+    def _launch(self, key: Any, external_id: str, payload: Any) -> TaskProcess:
+        return self._pool.submit(self.state_dir, external_id, key, payload)
 
     def _dispatch(self, key: Any, payload: Any) -> None:
         if key in self._procs:
@@ -61,8 +68,22 @@ class LocalExecutor(ReferenceExecutorBase):
         # try_adopt_task_instances after a restart. running_state keeps the key in `running`.
         _bridge.report_running(self, key, external_id)
 
+    def trigger_tasks(self, open_slots: int) -> None:
+        """Read what finished *before* starting more work, and count the slots that freed.
+
+        ``BaseExecutor.heartbeat`` counts free slots and starts work first and calls ``sync`` after it,
+        so a task that finished between two heartbeats would keep its slot for one more scheduler loop:
+        with short tasks half the slots sit idle. (``heartbeat`` itself is not overridden: the scheduler
+        relies on it calling ``sync`` once, SPEC HB-3.)"""
+        before = len(self.running)
+        self._report_finished()
+        super().trigger_tasks(open_slots + max(0, before - len(self.running)))
+
     def sync(self) -> None:
         """Called by every heartbeat: turn finished task processes into terminal events."""
+        self._report_finished()
+
+    def _report_finished(self) -> None:
         self._start_held_runs()
         for key, proc in list(self._procs.items()):
             outcome = proc.poll()
@@ -85,12 +106,14 @@ class LocalExecutor(ReferenceExecutorBase):
             for proc in list(self._procs.values()):
                 proc.wait()
             self.sync()
+        self._pool.shutdown()
 
     def terminate(self) -> None:
         """SIGTERM: stop every task's process group now and report them FAILED (SPEC LIFE-2)."""
         for proc in list(self._procs.values()):
             proc.stop()
         self.sync()
+        self._pool.shutdown()
 
     def _forget(self, key: Any) -> None:
         self._held.pop(key, None)
