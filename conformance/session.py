@@ -97,9 +97,14 @@ def start_session(config: pytest.Config, settings: SessionSettings) -> Conforman
             executor_coverage.prepare(executor_coverage.measured_package(settings.executor))
         cov = executor_coverage.start_here()
     try:
+        # The backend before the executor's module: a driver that brings its backend up configures the
+        # executor's connection settings, which some executors read at import (Celery builds its app).
+        # An xdist controller runs no check: only the workers bring a backend up, each its own.
+        backend = None
+        if settings.backend_driver and _runs_checks_here(config):
+            backend = load_backend_driver(settings.backend_driver)
         profile = ExecutorProfile.from_path(settings.executor, settings.executor_kwargs)
-        if settings.backend_driver:
-            profile.backend = load_backend_driver(settings.backend_driver)
+        profile.backend = backend
         profile.expected_failures.update(settings.expected_failures)
         check_constructible(profile)
     except Exception:
@@ -110,6 +115,11 @@ def start_session(config: pytest.Config, settings: SessionSettings) -> Conforman
     session.bind(profile, sandbox)
     session.previous_sigterm = _stop_cleanly_on_sigterm()
     return session
+
+
+def _runs_checks_here(config: pytest.Config) -> bool:
+    """False for an xdist controller (its workers run the checks)."""
+    return hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None)
 
 
 def deferred_session(config: pytest.Config, settings: SessionSettings) -> ConformanceSession:

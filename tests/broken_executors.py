@@ -17,6 +17,7 @@ from airflow.executors.base_executor import BaseExecutor
 from airflow.utils.state import TaskInstanceState
 
 from reference_executors import _bridge
+from reference_executors._base import ReferenceExecutorBase
 from reference_executors._process import FAILED, SUCCESS, new_external_id
 from reference_executors.faults import StateDirectoryOutage
 from reference_executors.local import LocalExecutor
@@ -487,7 +488,15 @@ class DuplicateEventAfterMultiDagFilter(LocalExecutor):
 # -- backend faults (SPEC HB-5), injected by reference_executors.faults.StateDirectoryOutage -----------
 
 
-class BackendErrorEscapes(LocalExecutor):
+class _FileVerdictLocal(LocalExecutor):
+    """The reference LocalExecutor with a process per task whose verdict the executor reads from the state
+    directory (``ReferenceExecutorBase._launch``), not from a worker's pipe: the outage of
+    ``StateDirectoryOutage`` then hits the executor's own reads and writes, which these controls mishandle."""
+
+    _launch = ReferenceExecutorBase._launch
+
+
+class BackendErrorEscapes(_FileVerdictLocal):
     """Starts tasks without guarding the backend call: the outage's OSError leaves heartbeat()."""
 
     def _dispatch(self, key: Any, payload: Any) -> None:
@@ -496,7 +505,7 @@ class BackendErrorEscapes(LocalExecutor):
         _bridge.report_running(self, key, external_id)
 
 
-class GuessesVerdictInOutage(LocalExecutor):
+class GuessesVerdictInOutage(_FileVerdictLocal):
     """A process that exited while its verdict cannot be read is assumed to have failed."""
 
     def sync(self) -> None:

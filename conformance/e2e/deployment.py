@@ -66,7 +66,8 @@ class TaskRow:
 class Deployment:
     """Airflow home, database, probe DAGs and the running components for one executor."""
 
-    def __init__(self, root: Path, executor_path: str, server_database: bool, scale: float = 1.0):
+    def __init__(self, root: Path, executor_path: str, server_database: bool, scale: float = 1.0,
+                 backend: Any = None):
         self.root = root
         self.scale = scale  # the run's time scale: every wait of the deployment is multiplied by it
         self.executor_path = executor_path
@@ -84,8 +85,17 @@ class Deployment:
         self.others: list[Service] = []  # API server, DAG processor; and every scheduler ever started
         self._scheduler_generation = 0
         self._engine: Any = None
+        # A backend driver that can serve a deployment (conformance.celery_backend) brings the
+        # executor's own services: a broker before anything starts, workers once the database exists.
+        self.backend = backend
+        self.backend_env: dict[str, str] = {}
         try:
+            if hasattr(backend, "deployment_backend"):
+                self.backend_env, services = backend.deployment_backend(self.root)
+                self.others.extend(services)
             self.airflow("db", "migrate")
+            if hasattr(backend, "deployment_workers"):
+                self.others.extend(backend.deployment_workers(self.environment(), self.root, self.logs))
             self._start_components()
         except BaseException:
             self.close()
@@ -121,6 +131,7 @@ class Deployment:
             "AIRFLOW__WEBSERVER__SECRET_KEY": "executor-conformance-e2e",
             **_TIMING,
         })
+        env.update(self.backend_env)
         env.update(overrides)
         return env
 

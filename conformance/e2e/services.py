@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -79,6 +80,54 @@ class Service:
             os.killpg(self.proc.pid, signal.SIGKILL)
         if self.proc.poll() is None:
             self.proc.wait()
+
+    def describe(self) -> str:
+        return f"{self.name} (pid {self.pid}) log {self.log}:\n{tail(self.log)}"
+
+
+_LAUNCHER = (
+    "import subprocess, sys\n"
+    "with open(sys.argv[1], 'ab') as out:\n"
+    "    child = subprocess.Popen(sys.argv[2:], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,\n"
+    "                             start_new_session=True)\n"
+    "print(child.pid)\n"
+)
+
+
+class DetachedService:
+    """A background process that is *not* a descendant of this one: a launcher starts it in its own
+    session and exits, so it is re-parented, as a worker on another host is no child of the scheduler
+    (the suite's is_local advice reads process ancestry). Stopped by its PID like ``Service``."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path, cwd: Path | None = None):
+        self.name = name
+        self.log = log_dir / f"{name}.log"
+        launched = subprocess.run([sys.executable, "-c", _LAUNCHER, str(self.log), *argv], env=env, cwd=cwd,
+                                  capture_output=True, text=True, check=False)
+        if launched.returncode or not launched.stdout.strip().isdigit():
+            raise E2ESetupError(f"{name} could not be started: {launched.stderr.strip()[-400:]}")
+        self.pid = int(launched.stdout.strip())
+        processes.KEEP.add(self.pid)  # its own session: the suite's sweeps leave it to its owner
+
+    def alive(self) -> bool:
+        try:
+            state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state != "Z"
+
+    def stop(self, grace: float = 15.0) -> None:
+        """SIGTERM its process group, SIGKILL it after ``grace`` seconds; returns once it is gone."""
+        for sig, budget in ((signal.SIGTERM, grace), (signal.SIGKILL, 10.0)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
+            try:
+                wait_until(lambda: not self.alive(), f"{self.name} (pid {self.pid}) to exit", budget, poll=0.05)
+                break
+            except WaitTimedOut:
+                continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # what its group still holds
+            os.killpg(self.pid, signal.SIGKILL)
 
     def describe(self) -> str:
         return f"{self.name} (pid {self.pid}) log {self.log}:\n{tail(self.log)}"

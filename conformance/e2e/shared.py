@@ -60,7 +60,8 @@ def deployment_for(profile: Any, sandbox: Sandbox, scale: float = 1.0) -> Deploy
     executor = dotted_path(profile)
     server_db = needs_server_database(profile)
     current: Deployment | None = _CURRENT.get("deployment")
-    if current is not None and current.root.parent == sandbox.root and (current.postgres is not None) == server_db:
+    if (current is not None and current.root.parent == sandbox.root and (current.postgres is not None) == server_db
+            and current.backend is profile.backend):
         if current.executor_path != executor:
             current.executor_path = executor
             current.restart_scheduler()
@@ -68,7 +69,7 @@ def deployment_for(profile: Any, sandbox: Sandbox, scale: float = 1.0) -> Deploy
     close_current()
     root = sandbox.root / f"e2e-{next(_COUNTER)}"
     root.mkdir()
-    deployment = Deployment(root, executor, server_database=server_db, scale=scale)
+    deployment = Deployment(root, executor, server_database=server_db, scale=scale, backend=profile.backend)
     _CURRENT["deployment"] = deployment
     sandbox.on_deactivate(close_current)
     atexit.register(close_current)  # a runner that never deactivates the sandbox still stops it
