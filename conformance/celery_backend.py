@@ -99,7 +99,7 @@ class CeleryRedisBroker:
         self.workdir.mkdir(exist_ok=True)
         self.redis, port = start_redis(self.workdir)
         self.proxy = FaultProxy("127.0.0.1", port)
-        self._deployment_services: list[Service] = []
+        self.worker: DetachedService | None = None
         self._saved_env = {name: os.environ.get(name) for name in _urls("")}
         try:
             os.environ.update(_urls(self.proxy.address))  # the executor (this process) goes through the proxy
@@ -122,9 +122,8 @@ class CeleryRedisBroker:
 
     def close(self) -> None:
         """Stop the worker, the proxy and Redis (each by its PID); safe to call twice."""
-        worker = getattr(self, "worker", None)
-        if worker is not None:
-            worker.stop(grace=20)
+        if self.worker is not None:
+            self.worker.stop(grace=20)
             self.worker = None
         self.proxy.close()
         self.redis.stop(grace=10)
