@@ -40,6 +40,25 @@ _PACKAGE_PARENT = Path(conformance.__file__).resolve().parent.parent
 
 _ACTIVE: Sandbox | None = None
 SHARED_JOURNAL_ENV = "CONFORMANCE_SHARED_JOURNAL_DIR"
+#: The team a multi-team executor is built for (``cls(team_name=TEAM_NAME)``); the sandbox configures it.
+TEAM_NAME = "conformance"
+
+
+def team_settings(team: str = TEAM_NAME, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Team-scoped copies of every ``AIRFLOW__<SECTION>__<KEY>`` setting in ``environ`` (os.environ).
+
+    Airflow 3's ``ExecutorConf(team_name)`` -- how a multi-team executor reads its settings -- looks only
+    at ``AIRFLOW__<TEAM>___<SECTION>__<KEY>`` variables and ``[<team>=<section>]`` sections, then at the
+    built-in defaults: without these, a team executor would see Airflow's defaults instead of the
+    sandbox's database, folders and (say) the broker a backend driver configured."""
+    source = os.environ if environ is None else environ
+    prefix = f"AIRFLOW__{team.upper()}___"
+    copies = {}
+    for name, value in source.items():
+        parts = name.split("__")
+        if len(parts) == 3 and parts[0] == "AIRFLOW" and parts[1] and parts[2] and "___" not in name:
+            copies[f"{prefix}{parts[1]}__{parts[2]}"] = value
+    return copies
 
 
 @dataclass
@@ -116,10 +135,18 @@ class Sandbox:
         for name, value in self.environment().items():
             self._saved_env[name] = os.environ.get(name)
             os.environ[name] = value
+        self.configure_team()
         seam.install()
         _ACTIVE = self
         self._install_database()
         return self
+
+    def configure_team(self, team: str = TEAM_NAME) -> None:
+        """(Re)write the team-scoped settings (``team_settings``), e.g. after a backend driver configured
+        its own; restored with the rest of the environment when the sandbox is deactivated."""
+        for name, value in team_settings(team).items():
+            self._saved_env.setdefault(name, os.environ.get(name))
+            os.environ[name] = value
 
     # -- the sandbox database ---------------------------------------------------------------------
     def _install_database(self) -> None:

@@ -10,7 +10,9 @@ import threading
 import time
 from pathlib import Path
 
-from conformance.sandbox import Sandbox
+import pytest
+
+from conformance.sandbox import TEAM_NAME, Sandbox, team_settings
 
 
 def _clean_env(home: Path) -> dict[str, str]:
@@ -72,3 +74,17 @@ def test_leaked_probe_processes_are_killed_and_reported(sandbox: Sandbox) -> Non
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_team_settings_mirror_the_sandbox_for_multi_team_executors(sandbox: Sandbox) -> None:
+    """A multi-team executor reads its settings through ExecutorConf(team_name), which sees only
+    team-scoped variables: the sandbox provides its own settings for the team the suite builds."""
+    copies = team_settings("t1", {"AIRFLOW__CORE__DAGS_FOLDER": "/d", "AIRFLOW__T0___CORE__X": "y",
+                                  "AIRFLOW_HOME": "/h", "OTHER": "1"})
+    assert copies == {"AIRFLOW__T1___CORE__DAGS_FOLDER": "/d"}
+    base_executor = pytest.importorskip("airflow.executors.base_executor")
+    if not hasattr(base_executor, "ExecutorConf"):
+        pytest.skip("this Airflow has no per-team executor configuration (ExecutorConf, 3.1+)")
+    team_conf = base_executor.ExecutorConf(TEAM_NAME)
+    assert team_conf.get("database", "sql_alchemy_conn") == os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert team_conf.get("core", "dags_folder") == str(sandbox.airflow_home / "dags")

@@ -10,6 +10,7 @@ from conformance import airflow_compat as compat
 from conformance.catalog import check
 from conformance.checks._common import wait_started
 from conformance.context import CheckContext
+from conformance.outcomes import describe_exception
 from conformance.probes import Probe, ProbeKind
 from conformance.timing import WaitTimedOut
 
@@ -86,13 +87,17 @@ def sentry_integration_importable(ctx: CheckContext) -> None:
        expects="ExecutorLoader builds team executors as cls(team_name=...) and routes by executor.team_name.",
        fix="Accept team_name in __init__ and pass it to BaseExecutor.__init__.")
 def multi_team_accepts_team_name(ctx: CheckContext) -> None:
-    """``Cls(team_name="t")`` works and ``.team_name == "t"``."""
+    """``Cls(team_name=TEAM_NAME)`` works and keeps the name; the sandbox configures that team (its
+    settings are the sandbox's, team-scoped), so a constructor that reads its team's settings can."""
+    from conformance.sandbox import TEAM_NAME
+
+    ctx.sandbox.configure_team(TEAM_NAME)  # also what a backend driver configured after activation
     try:
-        ex = ctx.profile.executor_type()(team_name="conformance-team")
+        ex = ctx.profile.executor_type()(team_name=TEAM_NAME)
     except Exception as exc:
-        raise ctx.fail(f"cls(team_name=...) raised {type(exc).__name__}: {exc}") from None
-    ctx.expect(getattr(ex, "team_name", None) == "conformance-team",
-               f"team_name is {getattr(ex, 'team_name', None)!r} after cls(team_name='conformance-team')")
+        raise ctx.fail(f"cls(team_name={TEAM_NAME!r}) raised {describe_exception(exc)}") from None
+    ctx.expect(getattr(ex, "team_name", None) == TEAM_NAME,
+               f"team_name is {getattr(ex, 'team_name', None)!r} after cls(team_name={TEAM_NAME!r})")
 
 
 @check("attributes.serve_logs_goes_with_is_local", clause="ATTR-2a", advice=True,
