@@ -29,13 +29,14 @@ import os
 import shutil
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from conformance.e2e.services import DetachedService, E2ESetupError, Service, free_port
 from conformance.faultproxy import FaultProxy
 from conformance.sandbox import ensure_active
-from conformance.timing import wait_until
+from conformance.timing import WaitTimedOut, wait_until
 
 CELERY_APP = "airflow.providers.celery.executors.celery_executor.app"
 #: tasks one worker runs at once (prefork processes)
@@ -100,20 +101,40 @@ class CeleryRedisBroker:
         self.redis, port = start_redis(self.workdir)
         self.proxy = FaultProxy("127.0.0.1", port)
         self.worker: DetachedService | None = None
+        self.restarts = 0
+        self._closing = threading.Event()
         self._saved_env = {name: os.environ.get(name) for name in _urls("")}
         try:
             os.environ.update(_urls(self.proxy.address))  # the executor (this process) goes through the proxy
-            worker_env = {**os.environ, **_urls(f"127.0.0.1:{port}")}  # the worker does not
-            self.worker = DetachedService("celery-worker", [
-                sys.executable, "-m", "celery", "--app", CELERY_APP, "worker", "--concurrency", str(CONCURRENCY),
-                "--pool", "prefork", "--loglevel", "INFO", "--without-mingle", "--without-gossip",
-                "-Q", "default"], worker_env, self.workdir)
-            _wait_ready(self.worker)
+            self._worker_env = {**os.environ, **_urls(f"127.0.0.1:{port}")}  # the worker does not
+            self.worker = self._start_worker()
         except BaseException:
             self.close()
             raise
+        self._supervisor = threading.Thread(target=self._supervise, name="celery-worker-supervisor", daemon=True)
+        self._supervisor.start()
         box.on_deactivate(self.close)
         atexit.register(self.close)
+
+    def _start_worker(self) -> DetachedService:
+        worker = DetachedService(f"celery-worker-{self.restarts}", [
+            sys.executable, "-m", "celery", "--app", CELERY_APP, "worker", "--concurrency", str(CONCURRENCY),
+            "--pool", "prefork", "--loglevel", "INFO", "--without-mingle", "--without-gossip",
+            "-Q", "default"], self._worker_env, self.workdir)
+        _wait_ready(worker)
+        return worker
+
+    def _supervise(self) -> None:
+        """Restart the worker when it dies, as systemd or Kubernetes would: a check that kills the
+        executor's worker (EVT-1's killworker probe kills a remote task's parent, Celery's main worker
+        process on Airflow 3) must not take the backend away from every check after it."""
+        while not self._closing.wait(0.2):
+            worker = self.worker
+            if worker is None or worker.alive():
+                continue
+            self.restarts += 1
+            with contextlib.suppress(E2ESetupError, WaitTimedOut):
+                self.worker = self._start_worker()
 
     @contextlib.contextmanager
     def transient_error(self) -> Iterator[None]:
@@ -122,6 +143,10 @@ class CeleryRedisBroker:
 
     def close(self) -> None:
         """Stop the worker, the proxy and Redis (each by its PID); safe to call twice."""
+        self._closing.set()
+        supervisor = getattr(self, "_supervisor", None)
+        if supervisor is not None:
+            supervisor.join(timeout=START_BUDGET)
         if self.worker is not None:
             self.worker.stop(grace=20)
             self.worker = None

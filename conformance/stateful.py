@@ -90,6 +90,8 @@ class MachineConfig:
     time: TimeModel
     can_revoke: bool
     can_adopt: bool
+    #: the non-task workloads the executor declares (Airflow 3.3+): "callback", "connection test"
+    other_workloads: tuple[str, ...] = ()
     deadline: float = float("inf")
     #: every violation seen (invariant, rules): the smallest is reported if hypothesis cannot shrink
     violations: list[tuple[str, list[str]]] = field(default_factory=list)
@@ -108,6 +110,9 @@ class ExecutorMachine(RuleBasedStateMachine):
         self.revoked: set[Any] = set()
         self.revoked_at: dict[str, float] = {}
         self.known: dict[Any, QueuedTask] = {}
+        #: callbacks and connection tests queued (key -> (kind, probe task id)); reset ones are dropped
+        self.workloads: dict[Any, tuple[str, str]] = {}
+        self.dropped_workloads: dict[Any, tuple[str, str]] = {}  # in flight when their scheduler 'died'
         self.ended = False
         self.ended_at = float("inf")
         self.steps = 0  # preconditions may only read deterministic state (hypothesis replays)
@@ -153,12 +158,43 @@ class ExecutorMachine(RuleBasedStateMachine):
         """The scheduler queues up to three TIs in one loop (kind, delay ms, priority, dag)."""
         self.steps += 1
         self._did(f"queue({tasks})")
+        self._queue_tasks(tasks)
+
+    def _queue_tasks(self, tasks: list[tuple[str, int, int, int]]) -> None:
         for kind, delay_ms, priority, dag in tasks:
             if len(self._outstanding()) >= MAX_OUTSTANDING:
                 return
             task = self.harness.queue(Probe.new(ProbeKind(kind), delay=delay_ms / 1000),
                                       priority=priority, dag_id=DAGS[dag])
             self.known[task.key] = task
+
+    @precondition(lambda self: bool(self.config.other_workloads) and not self.ended)
+    @rule(pick=st.integers(min_value=0, max_value=1),
+          tasks=st.lists(st.tuples(probe_kinds(), delays_ms(), priorities(), dag_indexes()), max_size=2))
+    def queue_other_workload(self, pick: int, tasks: list[tuple[str, int, int, int]]) -> None:
+        """The 3.3 scheduler queues a deadline callback or a connection test (whichever the executor
+        declares; its import path / connection id is a no-op probe), and tasks in the same loop."""
+        self.steps += 1
+        kind = self.config.other_workloads[pick % len(self.config.other_workloads)]
+        self._did(f"queue_other_workload({pick}, {tasks})")
+        self._queue_workload(kind)
+        self._queue_tasks(tasks)
+
+    def _queue_workload(self, kind: str) -> None:
+        if len(self._outstanding()) + len(self._outstanding_workloads()) >= MAX_OUTSTANDING:
+            return
+        probe = Probe.new(ProbeKind.OK)
+        self.config.sandbox.claim(probe.task_id, "stateful.scheduler_action_sequences")
+        make = compat.make_callback_workload if kind == "callback" else compat.make_connection_test_workload
+        workload = make(probe.task_id)
+        self.harness.call(f"queue_workload({type(workload).__name__})", self.harness.executor.queue_workload,
+                          workload, None)
+        self.workloads[compat.workload_key(workload)] = (kind, probe.task_id)
+
+    def _outstanding_workloads(self) -> list[Any]:
+        terminal = compat.terminal_states()  # str enums: a CallbackState.SUCCESS is "success" too
+        done = {e.key for e in self._events() if e.state in terminal}
+        return [k for k in self.workloads if k not in done]
 
     @precondition(lambda self: not self.ended)
     @rule(dags=dag_filters())
@@ -243,6 +279,8 @@ class ExecutorMachine(RuleBasedStateMachine):
                 self.revoked_at[task.task_id] = time.monotonic()
             else:
                 new.tasks[task.key] = task  # adopted: the new scheduler now waits for its event
+        for key in self._outstanding_workloads():  # not adopted: the scheduler times them out itself
+            self.dropped_workloads[key] = self.workloads.pop(key)
         self.retired.append(old)
         self.harness = new
 
@@ -257,7 +295,8 @@ class ExecutorMachine(RuleBasedStateMachine):
     # -- invariants: SPEC PROP --------------------------------------------------------------
     @spec_property("no unknown keys")
     def only_known_keys(self) -> None:
-        unknown = [e.key for e in self._events() if e.key not in self.known]
+        unknown = [e.key for e in self._events()
+                   if e.key not in self.known and e.key not in self.workloads and e.key not in self.dropped_workloads]
         if unknown:
             self._violated("no unknown keys", f"events for keys never queued: {unknown}")
 
@@ -268,7 +307,7 @@ class ExecutorMachine(RuleBasedStateMachine):
         for e in self._events():
             if e.state in terminal:
                 seen[e.key] = seen.get(e.key, 0) + 1
-        dupes = {k.task_id: n for k, n in seen.items() if n > 1}
+        dupes = {getattr(k, "task_id", repr(k)): n for k, n in seen.items() if n > 1}
         if dupes:
             self._violated("at most one terminal event per key and try", f"terminal events per task: {dupes}")
 
@@ -277,7 +316,7 @@ class ExecutorMachine(RuleBasedStateMachine):
         limit = self._limit()
         if limit is None:
             return  # Airflow 2's parallelism 0: unlimited
-        ids = [t.task_id for t in self.known.values()]
+        ids = [t.task_id for t in self.known.values()] + [probe for _, probe in self.workloads.values()]
         peak = self.harness.journal().max_concurrency(ids, now=time.monotonic(), ended_by=self.revoked_at)
         if peak > limit:
             self._violated("never more than parallelism running", f"{peak} tasks ran at once, parallelism {limit}")
@@ -352,8 +391,9 @@ class ExecutorMachine(RuleBasedStateMachine):
         h = self.harness
         finished_at: dict[Any, float] = {}
 
-        def left() -> list[QueuedTask]:
-            return [t for t in self._outstanding() if t.key in h.tasks]
+        def left() -> list[Any]:
+            return [t for t in self._outstanding() if t.key in h.tasks] + [
+                _WorkloadView(k, *self.workloads[k]) for k in self._outstanding_workloads()]
 
         def loop() -> None:
             h.heartbeat()
@@ -378,6 +418,7 @@ class ExecutorMachine(RuleBasedStateMachine):
         states = compat.state_enum()
         terminal = compat.terminal_states()
         journal = self.harness.journal()
+        self._check_workloads_against_journal()
         for key, task in self.known.items():
             if key in self.revoked:
                 continue
@@ -404,6 +445,49 @@ class ExecutorMachine(RuleBasedStateMachine):
                 self._violated("events match the journal", f"{task.task_id} ({kind.value}) reported {state}")
 
 
+    def _check_workloads_against_journal(self) -> None:
+        """Each callback / connection test: one terminal event, SUCCESS, with its own key and state
+        classes (CallbackKey/CallbackState, ConnectionTestKey/ConnectionTestState), and it ran once."""
+        journal = self.harness.journal()
+        terminal = compat.terminal_states()
+        for key, (kind, probe) in self.workloads.items():
+            events = [e for e in self._events() if e.key == key and e.state in terminal]
+            runs = journal.runs_of(probe)
+            if not events:
+                if runs or not self.ended:  # as for tasks: never dispatched before end() is no loss
+                    self._violated("every queued workload gets a terminal event",
+                                   f"the {kind} {key!r} ({len(runs)} runs) never got one")
+                continue
+            if len(events) > 1:
+                self._violated("at most one terminal event per key and try",
+                               f"the {kind} {key!r} got {len(events)} terminal events")
+            state_class = type(key).__name__.replace("Key", "State")
+            if type(events[0].state).__name__ != state_class or str(events[0].state) != "success":
+                self._violated("events match the journal", f"the {kind} {key!r} was reported {events[0].state!r} "
+                               f"({type(events[0].state).__name__}); a no-op {kind} ends {state_class}.SUCCESS")
+            if len(runs) != 1:
+                self._violated("events match the journal", f"the {kind} {key!r} ran {len(runs)} times")
+
+
+@dataclass(frozen=True)
+class _WorkloadView:
+    """A queued callback / connection test as the drain sees it (key, kind, probe task id)."""
+
+    key: Any
+    kind: str
+    task_id: str
+
+
+def other_workloads(profile: ExecutorProfile) -> tuple[str, ...]:
+    """The non-task workloads the executor declares, where the installed Airflow has them."""
+    if not compat.has_other_workloads():
+        return ()
+    cls = profile.executor_type()
+    return tuple(kind for kind, flag in (("callback", "supports_callbacks"),
+                                          ("connection test", "supports_connection_test"))
+                 if getattr(cls, flag, False))
+
+
 def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None, time_model: TimeModel | None = None,
                 capabilities: dict[str, bool] | None = None) -> type[ExecutorMachine]:
     """``ExecutorMachine`` bound to ``profile`` (capabilities read once)."""
@@ -411,6 +495,7 @@ def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None, time_m
     tm = time_model or TimeModel()
     config = MachineConfig(profile=profile, sandbox=sandbox or ensure_active(), time=tm,
                            can_revoke=bool(caps.get("revoke")), can_adopt=bool(caps.get("adoption")),
+                           other_workloads=other_workloads(profile),
                            deadline=time.monotonic() + tm.budget("state_machine"))
     return type("ExecutorMachine", (ExecutorMachine,), {"config": config})
 

@@ -16,6 +16,7 @@ from typing import Any
 from airflow.executors.base_executor import BaseExecutor
 from airflow.utils.state import TaskInstanceState
 
+from conformance import airflow_compat as compat
 from reference_executors import _bridge
 from reference_executors._base import ReferenceExecutorBase
 from reference_executors._process import FAILED, SUCCESS, new_external_id
@@ -485,6 +486,28 @@ class DuplicateEventAfterMultiDagFilter(LocalExecutor):
         return super().get_event_buffer(dag_ids)
 
 
+class ReReportsWorkloadWithNextTask(LocalExecutor):
+    """A finished callback or connection test stays in its bookkeeping and is reported SUCCESS once more
+    with the first task reported in a later heartbeat: two terminal events for one workload (3.3+)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._stale: tuple[Any, int] | None = None
+        self._reads = 0
+
+    def _report_finished(self) -> None:
+        self._reads += 1
+        super()._report_finished()
+
+    def _report(self, key: Any, state: str, info: str) -> None:
+        super()._report(key, state, info)
+        if not hasattr(key, "dag_id"):
+            self._stale = (key, self._reads)
+        elif self._stale is not None and self._stale[1] < self._reads:
+            stale, self._stale = self._stale[0], None
+            self.success(stale, "stale")
+
+
 # -- backend faults (SPEC HB-5), injected by reference_executors.faults.StateDirectoryOutage -----------
 
 
@@ -769,7 +792,9 @@ NEGATIVE_CONTROLS: dict[str, list[Control]] = {
 }
 
 #: Broken executors that only the state machine may catch: every contract check passes them.
-STATEFUL_ONLY = (DropsEventWhenTwoRunTogether, ExceedsParallelismAfterRevoke, DuplicateEventAfterMultiDagFilter)
+STATEFUL_ONLY = (DropsEventWhenTwoRunTogether, ExceedsParallelismAfterRevoke, DuplicateEventAfterMultiDagFilter,
+                 # the state machine queues callbacks and connection tests only where Airflow has them
+                 *((ReReportsWorkloadWithNextTask,) if compat.has_other_workloads() else ()))
 
 #: The reference executors, for "a correct executor passes" tests.
 REFERENCE = {"LocalExecutor": LocalExecutor, "SequentialExecutor": SequentialExecutor}
