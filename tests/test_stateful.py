@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conformance import airflow_compat as compat
 from conformance import checks
 from conformance.outcomes import Outcome
 from conformance.profile import ExecutorProfile
@@ -34,8 +35,12 @@ def test_stateful_only_bugs_pass_every_contract_check(executor: type, sandbox: S
     assert not failed, f"{executor.__name__} is caught by contract checks too: {failed}"
 
 
-#: Shrinking with real processes takes minutes for these two; they run with `-m slow` (see README).
-_SLOW = {"DropsEventWhenTwoRunTogether", "ExceedsParallelismAfterRevoke"}
+#: Shrinking with real processes takes minutes for these; they run with `-m slow` (see README). Where the
+#: machine also queues callbacks and connection tests (3.3+) its programmes are richer and the multi-dag
+#: filter control shrinks past the budget on a loaded runner; there CI shrinks the workload control instead
+#: (Airflow 2 still shrinks the filter control in CI).
+_SLOW = {"DropsEventWhenTwoRunTogether", "ExceedsParallelismAfterRevoke",
+         *(("DuplicateEventAfterMultiDagFilter",) if compat.has_other_workloads() else ())}
 
 
 @pytest.mark.parametrize("executor", [pytest.param(c, marks=pytest.mark.slow) if c.__name__ in _SLOW else c
