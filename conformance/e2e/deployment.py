@@ -189,9 +189,12 @@ class Deployment:
         return self.start_scheduler(**overrides)
 
     def crash_scheduler(self) -> None:
-        """SIGKILL the scheduler process only; what it started is left running, as after an OOM kill."""
+        """SIGKILL the scheduler and what is still in its process group, as when its container or systemd
+        unit dies; task processes and workers that left the group (executors that survive a scheduler)
+        keep running. Killing the scheduler alone left Airflow 2's DagFileProcessorManager orphaned in the
+        middle of a transaction, holding the dag_run row lock every task process then waited on."""
         assert self.scheduler is not None
-        self.scheduler.kill()
+        self.scheduler.kill(group=True)
 
     @contextmanager
     def api_server_frozen(self) -> Iterator[None]:
