@@ -40,6 +40,8 @@ DECLARED: dict[str, Capability] = {c.name: c for c in (
     Capability("cli_commands", "vend CLI commands (override get_cli_commands)", "vend no CLI commands"),
     Capability("task_log", "serve task logs (override get_task_log)", "serve no task logs"),
     Capability("multi_team", "declare supports_multi_team (Airflow 3.3+)", "are not multi-team"),
+    Capability("callbacks", "declare supports_callbacks (run deadline callbacks, Airflow 3.3+)",
+               "do not run callbacks"),
     Capability("backend", "come with a backend driver that can inject a transient outage (--backend-driver)",
                "have no backend driver"),
 )}

@@ -104,6 +104,7 @@ class ExecutorProfile:
             "cli_commands": overrides("get_cli_commands"),
             "task_log": overrides("get_task_log"),
             "multi_team": bool(getattr(cls, "supports_multi_team", False)),
+            "callbacks": bool(getattr(cls, "supports_callbacks", False)),
             "backend": self.backend is not None,
         }
         caps["stuck_handling"] = caps["revoke"] or caps["cleanup_stuck"]

@@ -203,8 +203,8 @@ class DispatchesRequeuedImmediately(LocalExecutor):
         self.running.clear()  # so that 2.x's base does not hold the re-queued key back either
 
     def _dispatch(self, key: Any, payload: Any) -> None:
-        if key in self._procs:
-            self._launch(key, new_external_id("again"), payload)
+        if key in self._procs:  # a process of its own, forked right here: the overlap starts at once
+            ReferenceExecutorBase._launch(self, key, new_external_id("again"), payload)
             return
         super()._dispatch(key, payload)
 
@@ -785,6 +785,7 @@ NEGATIVE_CONTROLS: dict[str, list[Control]] = {
     "heartbeat.survives_transient_backend_error": [Control(BackendErrorEscapes, backend=StateDirectoryOutage()),
                                                    Control(GuessesVerdictInOutage, backend=StateDirectoryOutage())],
     "e2e.dag_run_completes": [Control(ReportsSuccessWithoutRunning)],
+    "e2e.deadline_callback_runs": [Control(CallbacksDeclaredButDropped)],
     "e2e.failed_task_retries_honoured": [Control(ForgetsRetries)],
     "e2e.parallelism_respected": [Control(UntrackedRunning)],
     "e2e.scheduler_crash_recovery": [Control(DeclinesAdoption)],

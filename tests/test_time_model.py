@@ -218,3 +218,11 @@ def test_a_long_wait_is_announced_while_it_lasts(monkeypatch: pytest.MonkeyPatch
     timing.wait_until(lambda: next(calls) >= 30, "the thirtieth poll", 30.0, poll=0.01)
     assert heard and all(what == "the thirtieth poll" and budget == 30.0 for what, _, budget in heard)
     assert heard[0][1] >= 0.05
+
+
+def test_a_scale_below_one_never_shortens_an_observation_window() -> None:
+    """Quick runs scale waits that end early; a window is a broken executor's chance to show itself."""
+    quick = TimeModel(scale=0.3)
+    assert quick.budget("event") == pytest.approx(FLOORS["event"] * 0.3)
+    assert quick.budget("window") == FLOORS["window"]
+    assert TimeModel(scale=2.0).budget("window") == pytest.approx(FLOORS["window"] * 2.0)

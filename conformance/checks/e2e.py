@@ -15,7 +15,7 @@ from conformance import airflow_compat as compat
 from conformance.catalog import check
 from conformance.context import CheckContext
 from conformance.e2e.deployment import PARALLELISM, Deployment, Run, SchedulerDied, TaskRow, describe_tasks
-from conformance.e2e.probe_dags import CRASH_TASKS, PARALLEL_TASKS, SENSOR_POKES
+from conformance.e2e.probe_dags import CRASH_TASKS, DEADLINE_DAG, PARALLEL_TASKS, SENSOR_POKES
 from conformance.e2e.services import E2ESetupError
 from conformance.journal import Journal, pid_alive
 from conformance.outcomes import ConformanceFailure
@@ -233,3 +233,37 @@ def stuck_in_queued_handled(ctx: CheckContext) -> None:
                 deployment.restart_scheduler()
             else:
                 deployment.start_scheduler()
+
+
+@check("e2e.deadline_callback_runs", clause="E2E-6", needs=("callbacks",), applies=compat.has_other_workloads,
+       applies_text="Airflow 3.3+ (executors run deadline callbacks)",
+       title="a deadline callback the real scheduler sends runs once and its Callback row ends SUCCESS",
+       expects="When a DAG run misses its deadline the scheduler creates a Callback row, queues an "
+               "ExecuteCallback to the executor (before tasks) and sets the row's state from the executor's "
+               "event for the CallbackKey; an executor that declares supports_callbacks must run it.",
+       fix="Pop ExecuteCallback workloads from queued_callbacks in _process_workloads, run them "
+           "(BaseExecutor.run_workload) and report self.success(key)/self.fail(key) with the CallbackKey.")
+def deadline_callback_runs(ctx: CheckContext) -> None:
+    """cfe_deadline: its deadline is one second after the run was queued, its task holds until released;
+    the SyncCallback (conformance.e2e.callbacks.deadline_missed) must run once and its row end 'success'."""
+    from conformance.e2e.callbacks import EVENT
+
+    with _deployment(ctx) as deployment:
+        run = deployment.trigger(DEADLINE_DAG)
+        try:
+            def ran() -> list[dict[str, object]]:
+                return [e for e in Journal(deployment.root).entries(EVENT) if e.get("run_id") in (run.run_id, None)]
+
+            try:
+                deployment.wait_for(lambda: ran() and set(deployment.callback_states(run)) & {"success", "failed"},
+                                    f"the deadline callback of {run.run_id} to run and its Callback row to end", 90)
+            except WaitTimedOut as exc:
+                raise ctx.fail(f"{exc}\nThe callback ran {len(ran())} time(s) (journal); its Callback row: "
+                               f"{deployment.callback_states(run) or 'none (the deadline was not missed?)'}") from None
+            states = deployment.callback_states(run)
+            ctx.expect(states == ["success"], f"the Callback row of the missed deadline ended {states}, "
+                                              f"although the callback ran {len(ran())} time(s) (journal)")
+            ctx.expect(len(ran()) == 1, f"the deadline callback ran {len(ran())} times; it must run once")
+        finally:
+            deployment.release(run)
+        deployment.wait_for_run(run)

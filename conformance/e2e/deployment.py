@@ -77,7 +77,9 @@ class Deployment:
         self.hold_file = root / "hold"
         for folder in (self.home / "dags", self.logs, self.release_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        write_probe_dags(self.home / "dags", self.root, self.release_dir, self.hold_file)
+        self.with_deadline = compat.has_other_workloads()  # executors run deadline callbacks (3.3+)
+        write_probe_dags(self.home / "dags", self.root, self.release_dir, self.hold_file,
+                         with_deadline=self.with_deadline)
         self.postgres = PostgresServer(self.logs) if server_database else None
         self.db_url = self.postgres.url if self.postgres else f"sqlite:///{self.home / 'airflow.db'}"
         self.api_port = free_port()
@@ -249,10 +251,10 @@ class Deployment:
             raise
 
     def _all_parsed(self) -> bool:
-        from conformance.e2e.probe_dags import PROBE_DAGS
+        from conformance.e2e.probe_dags import probe_dag_ids
 
         rows = self._query("SELECT dag_id FROM serialized_dag")
-        return set(PROBE_DAGS) <= {r["dag_id"] for r in rows}
+        return probe_dag_ids(self.with_deadline) <= {r["dag_id"] for r in rows}
 
     def latest_scheduler_job(self) -> dict[str, Any] | None:
         rows = self._query("SELECT id, state FROM job WHERE job_type = 'SchedulerJob' ORDER BY id DESC")
@@ -295,6 +297,13 @@ class Deployment:
         """Let the run's held tasks (or only ``task_id``) finish."""
         name = run.run_id if task_id is None else f"{run.run_id}.{task_id}"
         (self.release_dir / name).write_text("go")
+
+    def callback_states(self, run: Run) -> list[str | None]:
+        """States of the Callback rows of ``run``'s deadlines (Airflow 3.3+)."""
+        rows = self._query("SELECT c.state FROM callback c JOIN deadline d ON d.callback_id = c.id "
+                           "JOIN dag_run r ON r.id = d.dagrun_id WHERE r.dag_id = :d AND r.run_id = :r",
+                           d=run.dag_id, r=run.run_id)
+        return [r["state"] for r in rows]
 
     def journal(self, run: Run) -> Journal:
         """What the tasks of ``run`` wrote (the deployment's journal lives in its root)."""

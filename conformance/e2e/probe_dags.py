@@ -20,6 +20,7 @@ PROBE_DAGS = {
     "cfe_stuck": "one task held before it can start: it stays queued until the scheduler acts",
 }
 
+DEADLINE_DAG = "cfe_deadline"
 PARALLEL_TASKS = 6
 PARALLEL_HOLD_SECONDS = 2.0
 CRASH_TASKS = 2
@@ -144,11 +145,40 @@ with DAG("cfe_stuck", schedule=None, start_date=START, catchup=False, default_ar
 '''
 
 
-def write_probe_dags(dags_folder: Path, journal_dir: Path, release_dir: Path, hold_file: Path) -> Path:
+#: Airflow 3.3+ (executors run SyncCallbacks): a run that misses its deadline a second after it was queued,
+#: while its one sensor waits, in reschedule mode, to be released -- each poke is short, so the scheduler
+#: stays free to notice the missed deadline even when a single-threaded executor runs pokes inside its
+#: heartbeat. The callback journals that it ran (conformance.e2e.callbacks).
+_DEADLINE_TEMPLATE = '''
+from airflow.sdk.definitions.callback import SyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+
+
+def released(**context):
+    return os.path.exists(os.path.join(RELEASE_DIR, context["run_id"]))
+
+
+with DAG("{dag_id}", schedule=None, start_date=START, catchup=False, default_args=defaults,
+         deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=timedelta(seconds=1),
+                                callback=SyncCallback("conformance.e2e.callbacks.deadline_missed",
+                                                      kwargs={{"journal_dir": str(JOURNAL_DIR)}}))):
+    PythonSensor(task_id="released", python_callable=released, mode="reschedule", poke_interval=1, timeout=180)
+'''
+
+
+def probe_dag_ids(with_deadline: bool) -> set[str]:
+    """The DAG ids the file defines (the deadline DAG only where executors run callbacks)."""
+    return set(PROBE_DAGS) | ({DEADLINE_DAG} if with_deadline else set())
+
+
+def write_probe_dags(dags_folder: Path, journal_dir: Path, release_dir: Path, hold_file: Path,
+                     with_deadline: bool = False) -> Path:
     """Write the probe DAG file into ``dags_folder`` and return its path."""
     text = _TEMPLATE.format(journal_dir=str(journal_dir), release_dir=str(release_dir), hold_file=str(hold_file),
                             sensor_pokes=SENSOR_POKES, parallel_tasks=PARALLEL_TASKS,
                             parallel_hold=PARALLEL_HOLD_SECONDS, crash_tasks=CRASH_TASKS)
+    if with_deadline:
+        text += _DEADLINE_TEMPLATE.format(dag_id=DEADLINE_DAG)
     path = dags_folder / "conformance_probe_dags.py"
     path.write_text(text)
     return path
