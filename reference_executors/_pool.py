@@ -136,6 +136,13 @@ class WorkerPool:
         self._collect()
         return self._verdicts.pop(external_id, None)
 
+    def news(self) -> set[str]:
+        """External ids with something to report: a verdict came, or the worker running it is gone.
+        One ``poll`` syscall: the executor asks only those tasks, not every task in flight."""
+        self._collect()
+        running = {w.task for w in self.workers if w.task is not None}
+        return set(self._verdicts) | {i for i in self._ran_by if i not in running}
+
     def runs(self, external_id: str) -> bool:
         """True while a live worker of this pool is running ``external_id``."""
         return any(w.task == external_id for w in self.workers)

@@ -7,7 +7,7 @@ from typing import Any
 
 from reference_executors import _bridge
 from reference_executors._base import ReferenceExecutorBase
-from reference_executors._pool import WorkerPool
+from reference_executors._pool import PooledTask, WorkerPool
 from reference_executors._process import TaskProcess, key_fields, new_external_id
 
 
@@ -85,7 +85,10 @@ class LocalExecutor(ReferenceExecutorBase):
 
     def _report_finished(self) -> None:
         self._start_held_runs()
+        news = self._pool.news()
         for key, proc in list(self._procs.items()):
+            if isinstance(proc, PooledTask) and proc.pool is self._pool and proc.external_id not in news:
+                continue  # still running in a live worker of ours
             outcome = proc.poll()
             if outcome is not None:
                 del self._procs[key]
