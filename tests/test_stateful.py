@@ -16,6 +16,7 @@ from conformance.profile import ExecutorProfile
 from conformance.runner import run_check
 from conformance.sandbox import Sandbox
 from conformance.stateful import PropertyViolated, hypothesis_settings, run_stateful
+from conformance.timing import TimeModel
 from tests.broken_executors import STATEFUL_ONLY
 
 REPO = Path(__file__).resolve().parent.parent
@@ -48,7 +49,10 @@ _SLOW = {"DropsEventWhenTwoRunTogether", "ExceedsParallelismAfterRevoke",
 def test_failure_is_shrunk_and_replayed_by_the_generated_reproducer(executor: type, sandbox: Sandbox,
                                                                     tmp_path: Path) -> None:
     with pytest.raises(PropertyViolated) as caught:
-        run_stateful(ExecutorProfile(executor_class=executor), sandbox, derandomize=True, reproducer_dir=tmp_path)
+        # Three times the default budget: on a loaded runner the derandomized examples run slower, and a
+        # budget that ends before the finding example is a "not found" this test must not report.
+        run_stateful(ExecutorProfile(executor_class=executor), sandbox, derandomize=True, reproducer_dir=tmp_path,
+                     time_model=TimeModel(scale=3.0))
     message = str(caught.value)
     prop = message.split(":", 1)[0]
     assert prop.startswith("SPEC PROP ")
