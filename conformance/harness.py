@@ -28,7 +28,7 @@ from conformance.journal import Journal, ProbeRun
 from conformance.outcomes import Inconclusive, describe_exception
 from conformance.probes import Probe, ProbeKind
 from conformance.sandbox import Sandbox
-from conformance.timing import TimeModel, WaitTimedOut, wait_until
+from conformance.timing import SLOWDOWN_THRESHOLD, TimeModel, WaitTimedOut, machine_pace, wait_until
 
 DEFAULT_DAG = "conformance_dag"
 #: How often ``drain`` heartbeats. The real scheduler loops about once a second; faster keeps the
@@ -376,7 +376,18 @@ class SchedulerHarness:
                    [r.finished for r in journal.runs if r.task_id in ids and r.finished is not None] + \
                    [e.at for e in self.events if e.key in keys]
         if not any(t >= recent for t in activity):
-            # nothing moved in the second half of the wait: the timeout is the verdict
+            # Nothing moved in the second half of the wait: the timeout is the verdict -- unless the
+            # machine itself became much slower after the budgets were calibrated (Jepsen: only evidence
+            # makes a verdict invalid, and a machine k times slower than measured is none).
+            calibrated = self.time_model.calibration.pace
+            if calibrated > 0:
+                slowdown = machine_pace() / calibrated
+                if slowdown >= SLOWDOWN_THRESHOLD:
+                    raise Inconclusive(
+                        f"{exc}\nInconclusive: nothing moved, but this machine now runs the suite {slowdown:.1f}x "
+                        f"slower than when the budgets were calibrated (a fixed CPU workload), so the budget no "
+                        f"longer says what it meant. Re-run on a quieter machine or with a larger "
+                        f"--conformance-time-scale (now {self.time_model.scale:g}).") from None
             if not any(journal.runs_of(t.task_id) for t in tasks):
                 exc.cause = "queued tasks never started (nothing reached the journal)"
             return

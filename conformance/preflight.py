@@ -21,7 +21,7 @@ from conformance.outcomes import Inconclusive, describe_exception
 from conformance.probes import Probe, ProbeKind
 from conformance.profile import ExecutorProfile
 from conformance.sandbox import Sandbox
-from conformance.timing import Calibration, TimeModel, WaitTimedOut
+from conformance.timing import Calibration, TimeModel, WaitTimedOut, machine_pace
 
 _OWNER = "preflight"
 #: The first round trip may take this many event budgets (at the floors) while it visibly progresses.
@@ -106,7 +106,8 @@ def _measure(h: SchedulerHarness, tasks: list[QueuedTask], heartbeat: float) -> 
             if runs[0].finished is not None:
                 reports.append(max(0.0, event.at - runs[0].finished))
     return Calibration(round_trip=max(trips), start_latency=max(starts, default=0.0),
-                       report_latency=max(reports, default=0.0), heartbeat=heartbeat, samples=len(tasks))
+                       report_latency=max(reports, default=0.0), heartbeat=heartbeat, pace=machine_pace(),
+                       samples=len(tasks))
 
 
 def _diagnose(h: SchedulerHarness, tasks: list[QueuedTask], stage: str) -> str:

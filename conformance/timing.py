@@ -110,11 +110,31 @@ class Calibration:
     start_latency: float = 0.0  # queue -> the task's process started (journal)
     report_latency: float = 0.0  # the task's process ended (journal) -> terminal event
     heartbeat: float = 0.0  # one heartbeat() with nothing to do
+    #: seconds this process took for a fixed piece of CPU work (``machine_pace``) when calibrated
+    pace: float = 0.0
     samples: int = 0
     error: str = ""  # why calibration could not finish (then the floors apply)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: how much slower than at calibration the machine must be before a silent timeout is not decisive
+SLOWDOWN_THRESHOLD = 2.0
+
+
+def machine_pace(rounds: int = 3) -> float:
+    """Wall seconds for a fixed piece of CPU work in this process (the best of ``rounds``): how fast the
+    machine runs *us* right now. Compared with the pace at calibration, it tells a timeout on a machine
+    that became busy after the budgets were set from one that did not."""
+    best = float("inf")
+    for _ in range(rounds):
+        started = time.perf_counter()
+        total = 0
+        for i in range(200_000):
+            total += i * i
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 @dataclass(frozen=True)

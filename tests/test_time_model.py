@@ -226,3 +226,23 @@ def test_a_scale_below_one_never_shortens_an_observation_window() -> None:
     assert quick.budget("event") == pytest.approx(FLOORS["event"] * 0.3)
     assert quick.budget("window") == FLOORS["window"]
     assert TimeModel(scale=2.0).budget("window") == pytest.approx(FLOORS["window"] * 2.0)
+
+
+class _StartsNothing(LocalExecutor):
+    """Takes every task and starts none: a wait for them is silent from beginning to end."""
+
+    def _dispatch(self, key: Any, payload: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("pace", "expected"), [(0.0, Outcome.FAILED), (1e-9, Outcome.INCONCLUSIVE)])
+def test_a_silent_timeout_is_decisive_unless_the_machine_slowed_down_since_calibration(
+        pace: float, expected: Outcome, sandbox: Sandbox) -> None:
+    """Nothing moved: that fails the check -- but not when the machine now runs a fixed CPU workload far
+    slower than at calibration (here: a calibration pace no machine reaches), which voids the budget."""
+    spec = checks.get("lifecycle.at_most_once_per_try")
+    options = RunOptions(time=TimeModel(scale=0.2, calibration=Calibration(pace=pace)))
+    result = run_check(spec, ExecutorProfile(executor_class=_StartsNothing), sandbox, options=options)
+    assert result.outcome is expected, result.message
+    if expected is Outcome.INCONCLUSIVE:
+        assert "slower than when the budgets were calibrated" in result.message
