@@ -13,6 +13,12 @@ class _Recorder(BaseExecutor):
     def end(self) -> None:
         pass
 
+    if compat.is_airflow3() and not hasattr(BaseExecutor, "_get_workloads_to_schedule"):
+
+        def queue_workload(self, workload: object, session: object = None) -> None:
+            """3.0-3.2's base refuses every workload: executors store task workloads themselves."""
+            self.queued_tasks[workload.ti.key] = workload  # type: ignore[attr-defined]
+
 
 def test_version_matches_import() -> None:
     assert compat.version_string() == airflow.__version__
@@ -51,7 +57,9 @@ def test_compat_attributes_follow_the_installed_base_class() -> None:
     attrs = compat.compat_attributes()
     assert {"is_local", "is_production", "serve_logs", "supports_ad_hoc_ti_run"} <= set(attrs)
     if compat.is_airflow3():
-        assert attrs.get("sentry_integration") is str and "supports_pickling" not in attrs
+        assert "supports_pickling" not in attrs
+        if hasattr(BaseExecutor, "sentry_integration"):  # 3.1+
+            assert attrs.get("sentry_integration") is str
     else:
         assert {"supports_pickling", "is_single_threaded"} <= set(attrs)
 
