@@ -16,6 +16,12 @@ pytest_plugins = ["pytester"]
 
 _SANDBOX = ensure_active()
 
+# Airflow's ORM models, imported once for the whole session: ``pytester`` restores ``sys.modules`` after
+# each test that uses it, and a model module first imported during such a test would be imported again
+# later -- SQLAlchemy then refuses to define its table twice and every later test in that worker fails.
+import airflow.models.dagrun  # noqa: E402
+import airflow.models.taskinstance  # noqa: E402, F401
+
 
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[Sandbox]:
