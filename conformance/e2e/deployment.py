@@ -8,6 +8,7 @@ database with plain SQL through SQLAlchemy (task and DAG-run states, scheduler j
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -191,12 +192,16 @@ class Deployment:
         return self.start_scheduler(**overrides)
 
     def crash_scheduler(self) -> None:
-        """SIGKILL the scheduler and what is still in its process group, as when its container or systemd
-        unit dies; task processes and workers that left the group (executors that survive a scheduler)
-        keep running. Killing the scheduler alone left Airflow 2's DagFileProcessorManager orphaned in the
-        middle of a transaction, holding the dag_run row lock every task process then waited on."""
+        """SIGKILL the scheduler process, as the OOM killer does, and the DAG-file processing it runs
+        inside itself on Airflow 2 (``DagFileProcessorManager``, its child): left alive, that orphan sat
+        "idle in transaction" holding the dag_run row lock the held tasks then waited on. Everything
+        else it started -- executor workers, task processes -- is left running."""
         assert self.scheduler is not None
-        self.scheduler.kill(group=True)
+        processors = [pid for pid in _children(self.scheduler.pid) if b"DagFileProcessorManager" in _cmdline(pid)]
+        self.scheduler.kill()
+        for pid in processors:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
     @contextmanager
     def api_server_frozen(self) -> Iterator[None]:
@@ -327,6 +332,23 @@ class Deployment:
         if self.postgres is not None:
             self.postgres.stop()
         return leaked
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 class SchedulerDied(E2ESetupError):

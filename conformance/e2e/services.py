@@ -62,14 +62,10 @@ class Service:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def kill(self, group: bool = False) -> None:
-        """SIGKILL the process itself (the OOM killer), or with ``group`` every process still in its
-        process group (its container or systemd unit dying); whatever left the group survives."""
+    def kill(self) -> None:
+        """SIGKILL the process itself only -- a crash, as the OOM killer would do it."""
         with contextlib.suppress(ProcessLookupError):
-            if group:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            else:
-                os.kill(self.proc.pid, signal.SIGKILL)
+            os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
 
     def stop(self, grace: float = 15.0, sig: int = signal.SIGTERM) -> None:
