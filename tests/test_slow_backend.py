@@ -7,6 +7,7 @@ the same latency are still caught -- FAILED, never "inconclusive".
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from conformance.preflight import run_preflight
 from conformance.profile import ExecutorProfile
 from conformance.runner import run_check
 from conformance.sandbox import Sandbox
-from conformance.timing import TimeModel
+from conformance.timing import TimeModel, machine_pace
 from reference_executors.faults import StateDirectoryOutage
 from tests import broken_executors as broken
 from tests.slow_backend import LATENCY, SlowReferenceLocal, behind_latency
@@ -50,7 +51,10 @@ def _calibrated(sandbox: Sandbox) -> RunOptions:
         calibration = preflight.calibration
         assert calibration.round_trip >= 2 * LATENCY, calibration
         _CALIBRATED.append(RunOptions(time=TimeModel().calibrated(calibration)))
-    return _CALIBRATED[0]
+    # The machine's pace is taken again for every test: a worker's calibration can date from a quieter
+    # minute of the run, and a silent timeout on a machine far slower than then is (rightly) inconclusive.
+    options = _CALIBRATED[0]
+    return replace(options, time=options.time.calibrated(replace(options.time.calibration, pace=machine_pace())))
 
 
 @pytest.mark.parametrize("check_id", CONTRACT)
