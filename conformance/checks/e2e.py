@@ -196,6 +196,9 @@ def _crash_and_recover(ctx: CheckContext, deployment: Deployment, run: Run, adop
             ctx.expect(tasks[task_id].queued_by_job_id == new_job,
                        f"{task_id} is not owned by the new scheduler (queued_by_job_id "
                        f"{tasks[task_id].queued_by_job_id}, new job {new_job})")
+        elif not compat.is_airflow3() and tasks[task_id].state == "success" and any(
+                r.outcome == "success" for r in task_runs):
+            continue  # 2.x: the reset pre-crash attempt is not stopped (FINDINGS) and may finish first
         else:
             ctx.expect(any(r.outcome == "success" for r in after),
                        f"{task_id} was not re-run to success after the crash; the executor cannot adopt, so "
