@@ -58,6 +58,17 @@ def _command(pid: int) -> str:
         return "?"
 
 
+def children_of(pid: int) -> list[Proc]:
+    """Live (non-zombie) direct children of ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _stat(int(entry.name))
+            if stat is not None and stat[0] != "Z" and stat[1] == pid:
+                found.append(Proc(int(entry.name), pid, stat[2], _command(int(entry.name))))
+    return found
+
+
 def session_processes(marker: str, root_pid: int | None = None) -> list[Proc]:
     """Live (non-zombie) processes that descend from ``root_pid`` (this process) or carry
     ``CONFORMANCE_SANDBOX=marker``; never this process itself, never a kept service's session."""

@@ -8,11 +8,11 @@ scheduler's heartbeat*. A worker is forked once and then runs task after task:
 * Airflow 2: ``airflow tasks run`` changes process-wide state (logging, settings, signal handlers), so
   the worker forks a child per task, as Airflow 2's LocalExecutor worker does (``_execute_work_in_fork``).
 
-What makes the reference durable does not change. The record of a task is written *before* the
-task is handed to a worker and names the worker's pid; the worker writes the verdict file before it
-says "done" on its pipe. A new executor instance after a scheduler restart adopts from the records
-exactly as before. Each worker leads its own session (``killpg`` stops it and the task it runs) and
-exits when its pipe closes: at ``end()``, or after its current task when the scheduler process died.
+What makes the reference durable does not change. The worker writes the task's record (naming its
+own pid) before it starts the task and appends the verdict to it before it says "done" on its pipe. A
+new executor instance after a scheduler restart adopts from the records exactly as before. Each worker
+leads its own session (``killpg`` stops it and the task it runs) and exits when its pipe closes: at
+``end()``, or after its current task when the scheduler process died.
 """
 
 from __future__ import annotations
@@ -61,10 +61,7 @@ class PooledTask(TaskProcess):
         verdict = self.pool.verdict(self.external_id)
         if verdict is not None or self.pool.runs(self.external_id):
             return verdict
-        status = self.pool.exit_status_of(self.pid)
-        if status is not None:
-            self.exit_status = status
-        return super().poll()
+        return super().poll()  # the worker is gone: its exit status (``_reap``) and the record decide
 
     def stop(self) -> None:
         """Stop the worker only while it still runs *this* task: once it reported, it may run another."""
@@ -198,9 +195,7 @@ class WorkerPool:
         del self._by_fd[worker.conn.fileno()]
         worker.conn.close()
         self._reap(worker.pid)
-        for path in worker.forget:  # its last records: nobody else will remove them
-            with contextlib.suppress(OSError):
-                _process._remove(Path(path))
+        _forget(worker.forget)  # its last records: nobody else will remove them
 
     def _reap(self, pid: int) -> None:
         try:

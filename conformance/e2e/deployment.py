@@ -197,7 +197,8 @@ class Deployment:
         "idle in transaction" holding the dag_run row lock the held tasks then waited on. Everything
         else it started -- executor workers, task processes -- is left running."""
         assert self.scheduler is not None
-        processors = [pid for pid in _children(self.scheduler.pid) if b"DagFileProcessorManager" in _cmdline(pid)]
+        processors = [p.pid for p in processes.children_of(self.scheduler.pid)
+                      if "DagFileProcessorManager" in p.command]
         self.scheduler.kill()
         for pid in processors:
             with contextlib.suppress(ProcessLookupError):
@@ -332,23 +333,6 @@ class Deployment:
         if self.postgres is not None:
             self.postgres.stop()
         return leaked
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-    return found
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
 
 
 class SchedulerDied(E2ESetupError):

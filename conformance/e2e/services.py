@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from conformance import processes
+from conformance.journal import pid_alive
 from conformance.timing import WaitTimedOut, wait_until
 
 
@@ -110,11 +111,7 @@ class DetachedService:
         processes.KEEP.add(self.pid)  # its own session: the suite's sweeps leave it to its owner
 
     def alive(self) -> bool:
-        try:
-            state = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return False
-        return state != "Z"
+        return pid_alive(self.pid)
 
     def stop(self, grace: float = 15.0) -> None:
         """SIGTERM its process group, SIGKILL it after ``grace`` seconds; returns once it is gone."""
