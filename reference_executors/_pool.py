@@ -11,8 +11,18 @@ scheduler's heartbeat*. A worker is forked once and then runs task after task:
 What makes the reference durable does not change. The worker writes the task's record (naming its
 own pid) before it starts the task and appends the verdict to it before it says "done" on its pipe. A
 new executor instance after a scheduler restart adopts from the records exactly as before. Each worker
-leads its own session (``killpg`` stops it and the task it runs) and exits when its pipe closes: at
-``end()``, or after its current task when the scheduler process died.
+leads its own session (``killpg`` stops it and the task it runs) and exits when told at ``end()``, when
+its pipe closes, or after its current task when the scheduler process died.
+
+Waking workers is the heartbeat's real cost. A write to the pipe a process sleeps on wakes it, the
+kernel charges the wake-up to the writer and queues the woken process on the writer's CPU, where on a
+busy machine it preempts the scheduler's loop in mid-heartbeat (measured: 4 wake-ups per heartbeat
+stretched a 1 ms heartbeat to 5-7 ms beside CPU-bound load). So an idle worker sleeps on a *bell* (a
+pipe of its own), not on its message pipe: the executor writes the heartbeat's tasks to their pipes
+(waking nobody) at ``flush``, rings one worker's bell and names the other bells in that worker's
+message, and that worker rings them -- one wake-up paid by the scheduler per heartbeat, as with
+Airflow's LocalExecutor, whose workers wake each other through their shared queue's lock. A worker also
+looks at its pipe every second, so a lost ring delays a task, never loses it.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, Pipe, wait
 from pathlib import Path
@@ -40,13 +50,50 @@ Runner = Callable[[Any], None]
 
 
 @dataclass(eq=False)
+class _Bell:
+    """What wakes an idle worker: a pipe it sleeps on (its message pipe is not watched while idle, so
+    writing a message there wakes nobody). Other workers forked after it hold its write end too."""
+
+    read_fd: int
+    write_fd: int
+    serial: int  # which bells a worker can ring: those that existed when it was forked
+
+    @classmethod
+    def new(cls, serial: int) -> _Bell:
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        os.set_blocking(write_fd, False)
+        return cls(read_fd, write_fd, serial)
+
+    def ring(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):  # full: it rings already; closed: gone
+            os.write(self.write_fd, b"!")
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self.write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+@dataclass(eq=False)
 class _Worker:
     pid: int
     conn: Connection
-    task: str | None = None  # external id of the task it runs now; None when idle
+    bell: _Bell
+    knows: frozenset[int]  # serials of the bells this worker inherited (and can ring for us)
+    task: str | None = None  # external id of the task it runs now (or is about to); None when idle
     #: records of reported tasks it ran, removed by the worker with its next message (not one wake-up each)
     forget: list[str] = field(default_factory=list)
     alive: bool = True
+
+
+@dataclass(eq=False)
+class _Handover:
+    """A task handed to a worker in this executor call, written to its pipe at ``flush``."""
+
+    task: PooledTask
+    payload: Any
+    worker: _Worker | None
 
 
 @dataclass
@@ -64,8 +111,11 @@ class PooledTask(TaskProcess):
         return super().poll()  # the worker is gone: its exit status (``_reap``) and the record decide
 
     def stop(self) -> None:
-        """Stop the worker only while it still runs *this* task: once it reported, it may run another."""
+        """Stop the worker only while it still runs *this* task: once it reported, it may run another.
+        A task not handed over yet (its worker died first) is simply never handed over."""
         assert self.pool is not None
+        if self.pool.withdraw(self.external_id):
+            return
         if self.pool.runs(self.external_id):
             super().stop()
 
@@ -101,23 +151,132 @@ class WorkerPool:
         self._ran_by: dict[str, _Worker] = {}  # external id -> the worker it was handed to
         self._poller = select.poll()  # every worker's pipe: one syscall finds those with news
         self._by_fd: dict[int, _Worker] = {}
+        self._handovers: list[_Handover] = []  # submitted, not yet written to a worker's pipe
+        self._batching = 0  # inside ``batch()``: submissions are written at its end, not one by one
+        self._bells = 0
 
     # -- the executor's side ------------------------------------------------------------------------
     def submit(self, state_dir: Path, external_id: str, key: Any, payload: Any) -> PooledTask:
         """Hand ``payload`` to an idle worker (forking one if none is idle); returns the task's handle.
 
-        The worker writes the task's durable record before it starts the task, so the heartbeat does no
-        file I/O. An OSError (the worker's pipe broke) means nothing was started: try again later."""
+        The worker derives the record and log paths and writes the record before it starts the task, so
+        the heartbeat builds no path and does no file I/O. An OSError (no worker could be forked, or its
+        pipe broke) means nothing was started: try again later."""
         parts = _process.key_fields(key)
-        logfile = _process.log_path(state_dir, parts)
         worker = self._idle_worker() or self._fork_worker()
         task = PooledTask(external_id, parts, worker.pid, state_dir, shared_pid=True, pool=self)
-        record = os.path.join(state_dir, f"{external_id}.json")  # task.record_path, without pathlib's cost
-        worker.conn.send(("run", worker.forget, external_id, parts, record, str(logfile), payload))
-        worker.forget = []
         worker.task = external_id
         self._ran_by[external_id] = worker
+        self._handovers.append(_Handover(task, payload, worker))
+        if not self._batching:
+            self.flush()
         return task
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Submissions inside are handed over together when it ends (``flush``): one heartbeat's."""
+        self._batching += 1
+        try:
+            yield
+        finally:
+            self._batching -= 1
+            if not self._batching:
+                self.flush()
+
+    def flush(self) -> None:
+        """Write the tasks submitted since the last flush to their workers, then wake them (at the end
+        of a ``batch``, or at once for a submission outside one).
+
+        Waking a process costs the waker (the kernel also queues the wakee on the waker's CPU, where it
+        preempts the scheduler's loop on a busy machine). So this process wakes *one* worker and hands it
+        the bells of the others, as Airflow's LocalExecutor workers wake each other through their shared
+        queue's lock. A worker found dead by the write never got its task: the task goes to another worker
+        (forked if none is idle) -- never started twice, never reported lost; if no worker can be forked
+        now, it waits here for the next flush."""
+        for _ in range(len(self.workers) + 2):
+            if not self._hand_over_all():
+                return
+            self._collect()  # a write found a dead worker: notice the others that died, then retry
+
+    def _hand_over_all(self) -> bool:
+        """One pass of ``flush``; True when a write found its worker dead (the task is still here)."""
+        handovers, self._handovers = self._handovers, []
+        ready = [h for h in handovers if self._has_worker(h)]
+        if not ready:
+            return False
+        first, others = ready[0], ready[1:]
+        assert first.worker is not None
+        leader = first.worker
+        sent = [h.worker for h in others if h.worker is not None and self._send(h, relay=[])]
+        all_written = len(sent) == len(others)
+        if self._send(first, relay=[w.bell.write_fd for w in sent if w.bell.serial in leader.knows]):
+            leader.bell.ring()
+            sent = [w for w in sent if w.bell.serial not in leader.knows]  # forked after it: rung from here
+        else:
+            all_written = False
+        for worker in sent:
+            worker.bell.ring()
+        return not all_written
+
+    def _has_worker(self, handover: _Handover) -> bool:
+        """Give a handover whose worker died a new one; False (kept for the next flush) if none can be
+        forked now."""
+        if handover.worker is not None and handover.worker.alive:
+            return True
+        try:
+            worker = self._idle_worker() or self._fork_worker()
+        except OSError:
+            self._handovers.append(handover)
+            return False
+        handover.worker = worker
+        handover.task.pid = worker.pid
+        worker.task = handover.task.external_id
+        self._ran_by[handover.task.external_id] = worker
+        return True
+
+    def _send(self, handover: _Handover, relay: list[int]) -> bool:
+        """Write the task to its worker's pipe (no one sleeps on it: nobody is woken). A broken pipe is
+        a dead worker that never got the task: the task waits for the next flush and another worker."""
+        worker, task = handover.worker, handover.task
+        assert worker is not None
+        try:
+            worker.conn.send(("run", worker.forget, task.external_id, task.key_parts, str(task.state_dir),
+                              handover.payload, relay))
+        except OSError:
+            handover.worker = None
+            self._handovers.append(handover)
+            if worker.alive:
+                self._lost(worker)
+            return False
+        worker.forget = []
+        return True
+
+    def withdraw(self, external_id: str) -> bool:
+        """Drop a task not handed to a worker yet; it is reported FAILED (it never started)."""
+        for handover in self._handovers:
+            if handover.task.external_id == external_id:
+                self._handovers.remove(handover)
+                if handover.worker is not None and handover.worker.task == external_id:
+                    handover.worker.task = None
+                self._verdicts[external_id] = (FAILED, "stopped before it was handed to a worker")
+                return True
+        return False
+
+    def grow(self, size: int) -> None:
+        """Fork workers until the pool has ``size``, under one ``gc.freeze``: at ``start()``, so the
+        first heartbeats hand work over instead of forking (Airflow's LocalExecutor forks its workers
+        there too). Their bells are made first, so each of them can ring all the others."""
+        bells = [self._new_bell() for _ in range(size - len(self.workers))]
+        gc.freeze()
+        try:
+            for bell in bells:
+                self._fork_frozen(bell)
+        finally:
+            gc.unfreeze()
+
+    def _new_bell(self) -> _Bell:
+        self._bells += 1
+        return _Bell.new(self._bells)
 
     def discard(self, task: TaskProcess) -> None:
         """The executor reported ``task``: drop its verdict and have its worker remove its files
@@ -125,12 +284,12 @@ class WorkerPool:
         self._verdicts.pop(task.external_id, None)
         worker = self._ran_by.pop(task.external_id, None)
         if worker is not None and worker.alive:
-            worker.forget.append(str(task.record_path))
+            worker.forget.append(f"{task.state_dir}{os.sep}{task.external_id}.json")  # no pathlib here
         else:
             TaskProcess.forget(task)
 
     def verdict(self, external_id: str) -> tuple[str, str] | None:
-        self._collect()
+        """The verdict read by the last ``news``/``wait_for_news`` (one poll per heartbeat, not per task)."""
         return self._verdicts.pop(external_id, None)
 
     def news(self) -> set[str]:
@@ -138,11 +297,15 @@ class WorkerPool:
         One ``poll`` syscall: the executor asks only those tasks, not every task in flight."""
         self._collect()
         running = {w.task for w in self.workers if w.task is not None}
+        running.update(h.task.external_id for h in self._handovers)
         return set(self._verdicts) | {i for i in self._ran_by if i not in running}
 
     def runs(self, external_id: str) -> bool:
-        """True while a live worker of this pool is running ``external_id``."""
-        return any(w.task == external_id for w in self.workers)
+        """True while a live worker of this pool is running ``external_id`` (or is about to)."""
+        if any(h.task.external_id == external_id for h in self._handovers):
+            return True
+        worker = self._ran_by.get(external_id)
+        return worker is not None and worker.alive and worker.task == external_id
 
     def exit_status_of(self, pid: int) -> int | None:
         self._collect()
@@ -151,29 +314,40 @@ class WorkerPool:
     def wait_for_news(self, timeout: float = 0.05) -> None:
         """Block until a worker reports or dies, at most ``timeout`` (a task whose worker is already
         gone is judged by its files and has nothing to wake us)."""
+        self.flush()
         busy = [w.conn for w in self.workers if w.task is not None]
         if busy:
             wait(busy, timeout)
         else:
             threading.Event().wait(timeout)
+        self._collect()
 
     def shutdown(self) -> None:
         """Close every pipe: idle workers exit at once, busy ones after their task; reap them all."""
+        self.flush()
         for worker in self.workers:
             with contextlib.suppress(OSError):
-                worker.conn.send(("forget", worker.forget))
+                # An explicit goodbye, not only EOF: a process the scheduler forked after this worker
+                # (any child of it) holds a copy of our end of the pipe, and EOF would never come.
+                worker.conn.send(("exit", worker.forget, []))
             worker.conn.close()
+            worker.bell.ring()  # it finds its pipe closed
         for worker in self.workers:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(worker.pid, 0)
+            worker.bell.close()
         self.workers = []
         self._by_fd = {}
         self._poller = select.poll()
 
     # -- internals ------------------------------------------------------------------------------------
     def _idle_worker(self) -> _Worker | None:
-        self._collect()
-        return next((w for w in self.workers if w.task is None), None)
+        """An idle worker; the pipes are read again only when none is known to be idle."""
+        idle = next((w for w in self.workers if w.task is None), None)
+        if idle is None:
+            self._collect()
+            idle = next((w for w in self.workers if w.task is None), None)
+        return idle
 
     def _collect(self) -> None:
         """Read every verdict the workers sent (one ``poll`` syscall over all pipes); a closed pipe is
@@ -194,6 +368,7 @@ class WorkerPool:
         self._poller.unregister(worker.conn.fileno())
         del self._by_fd[worker.conn.fileno()]
         worker.conn.close()
+        worker.bell.close()
         self._reap(worker.pid)
         _forget(worker.forget)  # its last records: nobody else will remove them
 
@@ -206,17 +381,22 @@ class WorkerPool:
             self._exits[pid] = status
 
     def _fork_worker(self) -> _Worker:
-        ours, theirs = Pipe(duplex=True)
-        inherited = [w.conn for w in self.workers] + [ours]
+        bell = self._new_bell()
         gc.freeze()  # as Airflow's LocalExecutor: the child's collector must not touch inherited pages
         try:
-            pid = os.fork()
-            if pid == 0:
-                _worker_main(theirs, inherited, self.runner, self.isolate)
+            return self._fork_frozen(bell)
         finally:
             gc.unfreeze()
+
+    def _fork_frozen(self, bell: _Bell) -> _Worker:
+        ours, theirs = Pipe(duplex=True)
+        inherited = [w.conn for w in self.workers] + [ours]
+        knows = frozenset(range(1, self._bells + 1))  # every bell made so far is open in this process
+        pid = os.fork()
+        if pid == 0:
+            _worker_main(theirs, bell.read_fd, inherited, self.runner, self.isolate)
         theirs.close()
-        worker = _Worker(pid, ours)
+        worker = _Worker(pid, ours, bell, knows)
         self.workers.append(worker)
         self._by_fd[ours.fileno()] = worker
         self._poller.register(ours.fileno(), select.POLLIN)
@@ -224,8 +404,10 @@ class WorkerPool:
 
 
 # -- the worker's side --------------------------------------------------------------------------------
-def _worker_main(conn: Connection, inherited: list[Connection], runner: Runner, isolate: bool) -> None:
-    """Never returns. Other workers' pipes are closed here, or they would never see their EOF."""
+def _worker_main(conn: Connection, bell: int, inherited: list[Connection], runner: Runner,
+                 isolate: bool) -> None:
+    """Never returns. Other workers' pipes are closed here, or they would never see their EOF; their
+    bells stay open: this worker rings them when the executor asks (``WorkerPool.flush``)."""
     try:
         for other in inherited:
             other.close()
@@ -238,26 +420,37 @@ def _worker_main(conn: Connection, inherited: list[Connection], runner: Runner, 
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         scheduler = os.getppid()
+        sleeper = select.poll()
+        sleeper.register(bell, select.POLLIN)
         while True:
             try:
-                # EOF comes at end() or when the scheduler process died; the parent check is for a copy
-                # of our pipe that some other child of the scheduler inherited and keeps open.
-                while not conn.poll(1.0):
-                    if os.getppid() != scheduler:
+                # Asleep on the bell, not on the pipe: writing our message wakes nobody. The pipe is
+                # checked after every ring and every second: EOF comes at end() or when the scheduler
+                # process died; the parent check is for a copy of our pipe that another child of the
+                # scheduler inherited and keeps open.
+                while not conn.poll(0):
+                    if sleeper.poll(1000):
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(bell, 512)
+                    elif os.getppid() != scheduler:
                         return
                 message = conn.recv()
             except (EOFError, OSError):
                 return
+            for other in message[-1]:  # wake the workers the executor handed tasks to with ours
+                with contextlib.suppress(OSError):
+                    os.write(other, b"!")
             _forget(message[1])
-            if message[0] == "forget":
-                continue
-            _, _, external_id, parts, record_path, logfile, payload = message
-            record = Path(record_path)
+            if message[0] == "exit":
+                return
+            _, _, external_id, parts, state_dir, payload, _ = message
+            record = Path(state_dir, f"{external_id}.json")
+            logfile = _process.log_path(Path(state_dir), parts)
             with contextlib.suppress(OSError):  # unrecorded, it cannot be adopted; the executor still hears
-                _process._write_line(record, {"key": parts, "pid": os.getpid(), "log": logfile,
+                _process._write_line(record, {"key": parts, "pid": os.getpid(), "log": str(logfile),
                                               "started": time.time(), "worker": True}, append=False)
             run = _run_in_child if isolate else _run_here
-            verdict = run(runner, payload, Path(logfile))
+            verdict = run(runner, payload, logfile)
             with contextlib.suppress(OSError):  # the pipe still carries it to a live executor
                 _process._write_line(record, verdict, append=True)
             try:

@@ -44,6 +44,11 @@ class LocalExecutor(ReferenceExecutorBase):
         # Airflow 2's task command changes process-wide state: a child per task inside the worker.
         self._pool = WorkerPool(_bridge.run_here, isolate=not _bridge.IS_AIRFLOW3)
 
+    def start(self) -> None:
+        super().start()
+        if self.parallelism > 0:  # 0 is "unlimited" in Airflow: then workers are forked as tasks come
+            self._pool.grow(self.parallelism)
+
     def _launch(self, key: Any, external_id: str, payload: Any) -> TaskProcess:
         return self._pool.submit(self.state_dir, external_id, key, payload)
 
@@ -68,16 +73,19 @@ class LocalExecutor(ReferenceExecutorBase):
         # try_adopt_task_instances after a restart. running_state keeps the key in `running`.
         _bridge.report_running(self, key, external_id)
 
-    def trigger_tasks(self, open_slots: int) -> None:
-        """Read what finished *before* starting more work, and count the slots that freed.
+    def heartbeat(self) -> None:
+        """Read what finished *before* the base class counts free slots, then its heartbeat as usual.
 
-        ``BaseExecutor.heartbeat`` counts free slots and starts work first and calls ``sync`` after it,
-        so a task that finished between two heartbeats would keep its slot for one more scheduler loop:
-        with short tasks half the slots sit idle. (``heartbeat`` itself is not overridden: the scheduler
-        relies on it calling ``sync`` once, SPEC HB-3.)"""
-        before = len(self.running)
-        self._report_finished()
-        super().trigger_tasks(open_slots + max(0, before - len(self.running)))
+        ``BaseExecutor.heartbeat`` counts free slots, starts work and calls ``sync`` last, so a task that
+        finished between two heartbeats would keep its slot for one more scheduler loop: with short
+        tasks half the slots sit idle, and the base logs "parallelism limit reached" and reports no
+        open slots to the metrics while slots are in fact free. ``sync`` is still called once (SPEC HB-3).
+
+        Everything the heartbeat dispatches is handed to the workers together at its end (``batch``):
+        one wake-up for the scheduler's process, however many tasks start."""
+        with self._pool.batch():
+            self._report_finished()
+            super().heartbeat()
 
     def sync(self) -> None:
         """Called by every heartbeat: turn finished task processes into terminal events."""
