@@ -333,8 +333,8 @@ class WorkerPool:
             worker.conn.close()
             worker.bell.ring()  # it finds its pipe closed
         for worker in self.workers:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(worker.pid, 0)
+            worker.alive = False  # its task, if it had one, is judged by its record and exit status now
+            self._reap(worker.pid)
             worker.bell.close()
         self.workers = []
         self._by_fd = {}

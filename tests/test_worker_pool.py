@@ -114,3 +114,14 @@ def test_a_task_stopped_before_the_handover_never_starts(pool: WorkerPool, tmp_p
     monkeypatch.undo()
     pool.flush()
     assert pool.workers == [] and _runs(out) == 0
+
+
+def test_after_shutdown_no_task_counts_as_running(pool: WorkerPool, tmp_path: Path) -> None:
+    """terminate() kills a worker, then shuts the pool down; end() then waits for that task's verdict,
+    which must come from its record and exit status -- not wait for a worker that is gone."""
+    pool.grow(1)
+    handle = pool.submit(tmp_path, "t0", _Key("t0"), (str(tmp_path / "ran.txt"), "t0"))
+    os.kill(handle.pid, signal.SIGKILL)
+    pool.shutdown()
+    assert not pool.runs("t0")
+    assert handle.poll() is not None
