@@ -351,16 +351,17 @@ class WorkerPool:
 
     def _collect(self) -> None:
         """Read every verdict the workers sent (one ``poll`` syscall over all pipes); a closed pipe is
-        a dead worker: reap it."""
+        a dead worker: reap it. A worker has at most one message for us (the verdict of its one task),
+        so a readable pipe is read once: the next call sees whatever follows (its EOF)."""
         for fd, _ in self._poller.poll(0):
             worker = self._by_fd[fd]
             try:
-                while worker.conn.poll():
-                    external_id, verdict = worker.conn.recv()
-                    self._verdicts[external_id] = tuple(verdict)
-                    worker.task = None
+                external_id, verdict = worker.conn.recv()
             except (EOFError, OSError):
                 self._lost(worker)
+                continue
+            self._verdicts[external_id] = tuple(verdict)
+            worker.task = None
 
     def _lost(self, worker: _Worker) -> None:
         self.workers.remove(worker)
