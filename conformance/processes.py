@@ -51,7 +51,8 @@ def _stat(pid: int) -> tuple[str, int, int] | None:
     return fields[0], int(fields[1]), int(fields[3])  # state, ppid, session id
 
 
-def _command(pid: int) -> str:
+def command_of(pid: int) -> str:
+    """The process's command line from /proc ("?" once it is gone)."""
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
@@ -65,7 +66,7 @@ def children_of(pid: int) -> list[Proc]:
         if entry.name.isdigit():
             stat = _stat(int(entry.name))
             if stat is not None and stat[0] != "Z" and stat[1] == pid:
-                found.append(Proc(int(entry.name), pid, stat[2], _command(int(entry.name))))
+                found.append(Proc(int(entry.name), pid, stat[2], command_of(int(entry.name))))
     return found
 
 
@@ -97,7 +98,7 @@ def session_processes(marker: str, root_pid: int | None = None) -> list[Proc]:
         if sid in KEEP or pid in kept or _under_kept_service(pid, table):
             continue
         if pid in marked or _descends(pid, me, table):
-            found.append(Proc(pid, ppid, sid, _command(pid)))
+            found.append(Proc(pid, ppid, sid, command_of(pid)))
     return found
 
 

@@ -14,8 +14,9 @@ from reference_executors._process import TaskProcess, key_fields, new_external_i
 class LocalExecutor(ReferenceExecutorBase):
     """Tasks run by long-lived worker processes on this host (``_pool``), at most ``parallelism`` at a time.
 
-    ``heartbeat()`` never waits for task work: dispatch sends the task down an idle worker's pipe (a
-    ``fork`` only while the pool grows), and ``sync`` only reads what the workers reported. Every task
+    ``heartbeat()`` never waits for task work: the workers are forked at ``start()``, dispatch hands each
+    task to an idle worker (written to its pipe at the end of the heartbeat, with one wake-up for all of
+    them: ``WorkerPool.flush``), and ``sync`` only reads what the workers reported. Every task
     is recorded in the state directory under its external executor id, naming the worker that runs it,
     which is how a new instance adopts it after the scheduler died.
     """

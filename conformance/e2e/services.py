@@ -162,7 +162,7 @@ def kill_marked(name: str, value: str, cwd: Path, deadline: float = 10.0) -> lis
     with contextlib.suppress(WaitTimedOut):
         wait_until(lambda: not processes_of(name, value, cwd), "the deployment's processes to exit", 3.0, poll=0.05)
     leaked = processes_of(name, value, cwd)
-    described = [f"{pid} ({_command_of(pid)})" for pid in leaked]
+    described = [f"{pid} ({processes.command_of(pid)[:120]})" for pid in leaked]
     for pid in leaked:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
@@ -176,13 +176,6 @@ def kill_marked(name: str, value: str, cwd: Path, deadline: float = 10.0) -> lis
         wait_until(lambda: not set(processes_of(name, value, cwd)) & set(leaked), "killed processes to exit",
                    deadline, poll=0.05, each=reap)
     return described
-
-
-def _command_of(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()[:120]
-    except OSError:
-        return "?"
 
 
 class PostgresServer:
