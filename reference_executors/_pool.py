@@ -49,6 +49,12 @@ from reference_executors._process import FAILED, SUCCESS, TaskProcess
 Runner = Callable[[Any], None]
 
 
+def _ring(write_fd: int) -> None:
+    """Ring a bell by its write end: from the executor, or from the worker asked to relay the ring."""
+    with contextlib.suppress(OSError):  # full (BlockingIOError): it rings already; closed: its worker is gone
+        os.write(write_fd, b"!")
+
+
 @dataclass(eq=False)
 class _Bell:
     """What wakes an idle worker: a pipe it sleeps on (its message pipe is not watched while idle, so
@@ -66,8 +72,7 @@ class _Bell:
         return cls(read_fd, write_fd, serial)
 
     def ring(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):  # full: it rings already; closed: gone
-            os.write(self.write_fd, b"!")
+        _ring(self.write_fd)
 
     def close(self) -> None:
         for fd in (self.read_fd, self.write_fd):
@@ -80,7 +85,7 @@ class _Worker:
     pid: int
     conn: Connection
     bell: _Bell
-    knows: frozenset[int]  # serials of the bells this worker inherited (and can ring for us)
+    knows_bells_up_to: int  # it inherited every bell made before it, so it can ring those serials
     task: str | None = None  # external id of the task it runs now (or is about to); None when idle
     #: records of reported tasks it ran, removed by the worker with its next message (not one wake-up each)
     forget: list[str] = field(default_factory=list)
@@ -160,8 +165,9 @@ class WorkerPool:
         """Hand ``payload`` to an idle worker (forking one if none is idle); returns the task's handle.
 
         The worker derives the record and log paths and writes the record before it starts the task, so
-        the heartbeat builds no path and does no file I/O. An OSError (no worker could be forked, or its
-        pipe broke) means nothing was started: try again later."""
+        the heartbeat builds no path and does no file I/O. An OSError (no worker could be forked) means
+        nothing was started: try again later. A worker found dead when the task is written is ``flush``'s
+        concern: the task goes to another worker."""
         parts = _process.key_fields(key)
         worker = self._idle_worker() or self._fork_worker()
         task = PooledTask(external_id, parts, worker.pid, state_dir, shared_pid=True, pool=self)
@@ -209,9 +215,10 @@ class WorkerPool:
         leader = first.worker
         sent = [h.worker for h in others if h.worker is not None and self._send(h, relay=[])]
         all_written = len(sent) == len(others)
-        if self._send(first, relay=[w.bell.write_fd for w in sent if w.bell.serial in leader.knows]):
+        known = leader.knows_bells_up_to
+        if self._send(first, relay=[w.bell.write_fd for w in sent if w.bell.serial <= known]):
             leader.bell.ring()
-            sent = [w for w in sent if w.bell.serial not in leader.knows]  # forked after it: rung from here
+            sent = [w for w in sent if w.bell.serial > known]  # forked after it: rung from here
         else:
             all_written = False
         for worker in sent:
@@ -392,12 +399,11 @@ class WorkerPool:
     def _fork_frozen(self, bell: _Bell) -> _Worker:
         ours, theirs = Pipe(duplex=True)
         inherited = [w.conn for w in self.workers] + [ours]
-        knows = frozenset(range(1, self._bells + 1))  # every bell made so far is open in this process
         pid = os.fork()
         if pid == 0:
             _worker_main(theirs, bell.read_fd, inherited, self.runner, self.isolate)
         theirs.close()
-        worker = _Worker(pid, ours, bell, knows)
+        worker = _Worker(pid, ours, bell, knows_bells_up_to=self._bells)  # every bell made so far is open here
         self.workers.append(worker)
         self._by_fd[ours.fileno()] = worker
         self._poller.register(ours.fileno(), select.POLLIN)
@@ -439,8 +445,7 @@ def _worker_main(conn: Connection, bell: int, inherited: list[Connection], runne
             except (EOFError, OSError):
                 return
             for other in message[-1]:  # wake the workers the executor handed tasks to with ours
-                with contextlib.suppress(OSError):
-                    os.write(other, b"!")
+                _ring(other)
             _forget(message[1])
             if message[0] == "exit":
                 return
