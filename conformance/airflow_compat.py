@@ -145,13 +145,14 @@ def _dag(dag_id: str) -> Any:
     return module.DAG(dag_id, start_date=start, schedule=None)
 
 
-def _operator(dag: Any, task_id: str, priority: int, queue: str) -> Any:
+def _operator(dag: Any, task_id: str, priority: int, queue: str, executor_config: dict[str, Any] | None = None) -> Any:
     module = importlib.import_module("airflow.providers.standard.operators.empty" if is_airflow3()
                                      else "airflow.operators.empty")
     empty_cls: Any = module.EmptyOperator
     if task_id in dag.task_dict:
         return dag.task_dict[task_id]
-    return empty_cls(task_id=task_id, dag=dag, priority_weight=priority, queue=queue)
+    return empty_cls(task_id=task_id, dag=dag, priority_weight=priority, queue=queue,
+                     executor_config=dict(executor_config or {}))
 
 
 def _set_try_number(ti: Any, try_number: int, *, running: bool = False) -> None:
@@ -184,13 +185,14 @@ def make_task(
     map_index: int = -1,
     priority: int = 1,
     queue: str = "default",
+    executor_config: dict[str, Any] | None = None,
 ) -> TaskHandle:
     """Build a DB-less TaskInstance plus what the installed scheduler would queue for it."""
     from airflow.models import taskinstance
 
     ti_cls: Any = taskinstance.TaskInstance  # its signature differs between majors
     dag = _dag(dag_id)
-    op = _operator(dag, task_id, priority, queue)
+    op = _operator(dag, task_id, priority, queue, executor_config)
     if is_airflow3():
         ti = ti_cls(op, run_id=run_id, dag_version_id=uuid.uuid4(), map_index=map_index)
     else:
@@ -319,3 +321,50 @@ def workload_key(workload: Any) -> Any:
     """The event-buffer key of any workload (a task's TaskInstanceKey, a CallbackKey, a ConnectionTestKey)."""
     ti = getattr(workload, "ti", None)
     return ti.key if ti is not None else workload.key
+
+
+# -- the scheduler-facing surface ---------------------------------------------------------------------
+
+#: Every BaseExecutor member the scheduler job runner calls or reads, read from Airflow's own
+#: ``scheduler_job_runner.py`` (2.11.2 and 3.3.2; docs/CONTRACT.md lists them per version) with how it
+#: uses it. A member is part of the installed surface when the installed BaseExecutor has it.
+SCHEDULER_SURFACE: dict[str, str] = {
+    "job_id": "set before start() (executor.job_id = job.id)",
+    "callback_sink": "set before start() (executor.callback_sink = sink)",
+    "name": "read to route TIs to their executor (executor.name.alias, 2.10+)",
+    "team_name": "read to route work of a team to its executor (3.x)",
+    "start": "called once before the loop",
+    "slots_available": "read as an int every loop before queueing (property)",
+    "slots_occupied": "read as an int in the critical section (property, 2.8+)",
+    "queue_command": "called per TI to queue (2.x): queue_command(ti, command, priority=, queue=)",
+    "queue_workload": "called per workload to queue (3.x): queue_workload(workload, session=session)",
+    "heartbeat": "called every loop; what it raises ends the scheduler",
+    "get_event_buffer": "called every loop: get_event_buffer() -> dict of key -> (state, info)",
+    "has_task": "called for TIs it finds queued: has_task(ti) -> bool",
+    "try_adopt_task_instances": "called at start-up and periodically: try_adopt_task_instances(tis) -> sequence",
+    "revoke_task": "called for TIs stuck in queued: revoke_task(ti=ti) (2.10+, 3.x)",
+    "cleanup_stuck_queued_tasks": "2.x fallback for stuck TIs: iterated, cleanup_stuck_queued_tasks(tis=[...])",
+    "change_state": "called for TIs without heartbeat: change_state(key, FAILED, remove_running=True)",
+    "fail": "called for TIs whose executor lost them: fail(key)",
+    "send_callback": "called with callback requests: send_callback(request)",
+    "debug_dump": "called on SIGUSR2: debug_dump()",
+    "_task_event_logs": "drained every loop with popleft() (a deque of Log rows)",
+    "jwt_generator": "read to sign workload tokens (3.3)",
+    "end": "called on exit, exceptions logged",
+}
+
+
+def scheduler_surface() -> dict[str, str]:
+    """The members of ``SCHEDULER_SURFACE`` that the installed BaseExecutor has (class or instance)."""
+    base = base_executor_class()
+    instance_only = {"team_name", "_task_event_logs"}  # set in BaseExecutor.__init__
+    present = {}
+    for name, how in SCHEDULER_SURFACE.items():
+        if hasattr(base, name):
+            present[name] = how
+        elif name in instance_only:
+            import inspect
+
+            if f"self.{name}" in inspect.getsource(vars(base)["__init__"]):
+                present[name] = how
+    return present

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 AREAS: dict[str, str] = {
     "preflight": "one no-op and one failing task end to end, run first (SPEC PRE)",
     "attributes": "compatibility attributes (SPEC ATTR)",
+    "surface": "the members the installed scheduler calls (SPEC SURF)",
     "heartbeat": "heartbeat semantics (SPEC HB)",
     "lifecycle": "start/end/terminate and task tracking (SPEC LIFE)",
     "events": "event buffer (SPEC EVT)",

@@ -53,6 +53,8 @@ class CheckContext:
     capabilities: dict[str, bool]
     options: RunOptions = field(default_factory=RunOptions)
     harnesses: list[SchedulerHarness] = field(default_factory=list)
+    #: what a passing check wants on the record (the state machine: what it explored)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def time(self) -> TimeModel:
@@ -96,6 +98,10 @@ class CheckContext:
     def expect(self, condition: bool, did: str, harness: SchedulerHarness | None = None) -> None:
         if not condition:
             raise self.fail(did, harness)
+
+    def note(self, text: str) -> None:
+        """Put a line on the record of a check that passes (a failure's message says it all)."""
+        self.notes.append(text)
 
     def advise(self, text: str) -> AdviceGiven:
         return AdviceGiven(f"[{self.spec.id}] advice (SPEC {self.spec.clause}): {text}")

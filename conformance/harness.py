@@ -31,6 +31,7 @@ from conformance.sandbox import Sandbox
 from conformance.timing import SLOWDOWN_THRESHOLD, TimeModel, WaitTimedOut, machine_pace, wait_until
 
 DEFAULT_DAG = "conformance_dag"
+DEFAULT_RUN = "conformance_run"
 #: How often ``drain`` heartbeats. The real scheduler loops about once a second; faster keeps the
 #: suite quick while still giving the executor one ``sync`` per heartbeat.
 HEARTBEAT_CADENCE = 0.02
@@ -243,16 +244,21 @@ class SchedulerHarness:
         return self
 
     def make(self, probe: Probe | None = None, *, priority: int = 1, dag_id: str = DEFAULT_DAG,
-             try_number: int = 1, queue: str = "default") -> QueuedTask:
-        """Build (but do not queue) a task carrying ``probe``."""
+             try_number: int = 1, queue: str = "default", run_id: str = DEFAULT_RUN, map_index: int = -1,
+             executor_config: dict[str, Any] | None = None) -> QueuedTask:
+        """Build (but do not queue) a task carrying ``probe``: any key shape the scheduler produces
+        (mapped or not, any try, any dag and run id it accepts), on any queue, with an executor_config."""
         probe = probe or Probe.new(ProbeKind.OK)
-        handle = compat.make_task(dag_id, probe.task_id, try_number=try_number, priority=priority, queue=queue)
+        handle = compat.make_task(dag_id, probe.task_id, run_id, try_number=try_number, priority=priority,
+                                  queue=queue, map_index=map_index, executor_config=executor_config)
         return QueuedTask(probe=probe, handle=handle, queued_at=0.0)
 
     def queue(self, probe: Probe | None = None, *, priority: int = 1, dag_id: str = DEFAULT_DAG,
-              try_number: int = 1, queue: str = "default") -> QueuedTask:
+              try_number: int = 1, queue: str = "default", run_id: str = DEFAULT_RUN, map_index: int = -1,
+              executor_config: dict[str, Any] | None = None) -> QueuedTask:
         return self.queue_task(self.make(probe, priority=priority, dag_id=dag_id, try_number=try_number,
-                                         queue=queue))
+                                         queue=queue, run_id=run_id, map_index=map_index,
+                                         executor_config=executor_config))
 
     def queue_task(self, task: QueuedTask) -> QueuedTask:
         task.queued_at = time.monotonic()
@@ -487,7 +493,8 @@ def _key_text(key: Any) -> str:
     task_id = getattr(key, "task_id", None)
     if task_id is None:
         return repr(key)
-    return f"{task_id}#try{getattr(key, 'try_number', '?')}"
+    mapped = getattr(key, "map_index", -1)
+    return f"{task_id}#try{getattr(key, 'try_number', '?')}" + (f"[{mapped}]" if mapped not in (-1, None) else "")
 
 
 def _short(value: Any, limit: int = 120) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from conformance import airflow_compat as compat
 from conformance.harness import CallTimedOut, QueuedTask, SchedulerHarness
@@ -33,10 +34,17 @@ SAMPLES = 3
 class PreflightResult:
     calibration: Calibration
     diagnosis: str = ""  # empty when the executor ran both tasks end to end
+    #: whether the diagnosis stops the run: only when no task can complete at all. When tasks do run but
+    #: something specific is wrong (a task launched again and again), the checks that judge it must speak.
+    blocks: bool = True
 
     @property
     def passed(self) -> bool:
         return not self.diagnosis
+
+    @property
+    def stops_the_run(self) -> bool:
+        return bool(self.diagnosis) and self.blocks
 
 
 def run_preflight(profile: ExecutorProfile, sandbox: Sandbox, model: TimeModel) -> PreflightResult:
@@ -72,7 +80,8 @@ def run_preflight(profile: ExecutorProfile, sandbox: Sandbox, model: TimeModel) 
         h.abandon()  # it already blocked once: teardown must not wait on it again
         return PreflightResult(Calibration(error=str(exc)), f"{stage} blocks: {exc}")
     except (WaitTimedOut, Inconclusive) as exc:
-        return PreflightResult(Calibration(error=str(exc)), _diagnose(h, tasks, stage))
+        diagnosis, blocks = _diagnose(h, tasks, stage)
+        return PreflightResult(Calibration(error=str(exc)), diagnosis, blocks)
     except Exception as exc:
         return PreflightResult(Calibration(error=str(exc)), f"{stage}: raised {describe_exception(exc)}")
     finally:
@@ -110,13 +119,26 @@ def _measure(h: SchedulerHarness, tasks: list[QueuedTask], heartbeat: float) -> 
                        samples=len(tasks))
 
 
-def _diagnose(h: SchedulerHarness, tasks: list[QueuedTask], stage: str) -> str:
-    """One sentence from the journal: what happened to the tasks, and what that means."""
+def _diagnose(h: SchedulerHarness, tasks: list[QueuedTask], stage: str) -> tuple[str, bool]:
+    """One sentence from the journal: what happened to the tasks, and what that means; and whether it
+    stops the run (nothing can complete) or names a defect other checks judge (tasks launched repeatedly)."""
     journal = h.journal()
     waiting = [t for t in tasks if not h.terminal_events(t.key)]
     started = [t for t in waiting if journal.runs_of(t.task_id)]
     finished = [t for t in started if journal.finished(t.task_id)]
     launches = {t.task_id: len(journal.runs_of(t.task_id)) for t in tasks}
+    if any(n > 1 for n in launches.values()):
+        tracked = sum(1 for t in tasks if t.key in h.executor.running)
+        return (f"tasks were launched more than once while {stage} (runs per task {launches}; {tracked} of "
+                f"{len(tasks)} tracked in running) and {len(waiting)} never got a terminal event: a started task "
+                "must leave queued_tasks and be tracked in running until its event. The other checks run "
+                "(lifecycle.at_most_once_per_try names it); the budgets are the floors", False)
+    return _stopping_diagnosis(h, tasks, stage, journal, waiting, started, finished, launches), True
+
+
+def _stopping_diagnosis(h: SchedulerHarness, tasks: list[QueuedTask], stage: str, journal: Any,
+                        waiting: list[QueuedTask], started: list[QueuedTask], finished: list[QueuedTask],
+                        launches: dict[str, int]) -> str:
     if not any(journal.runs_of(t.task_id) for t in tasks):
         return ("no task ever started: nothing reached the journal. The executor took the tasks (queue, heartbeat) "
                 "but never ran them -- or ran them where the suite's environment is missing: a worker outside "
@@ -126,8 +148,6 @@ def _diagnose(h: SchedulerHarness, tasks: list[QueuedTask], stage: str) -> str:
         return (f"tasks ran and ended, but no terminal event came back for {[t.task_id for t in finished]}: "
                 "report each finished task with self.success(key) / self.fail(key) (or change_state) from sync(); "
                 f"runs per task: {launches}")
-    if any(n > 1 for n in launches.values()):
-        return f"tasks were launched more than once while {stage}: runs per task {launches}"
     return (f"while {stage}, {len(started)} of {len(waiting)} waiting tasks started and {len(finished)} ended "
             f"before the budget ran out; runs per task {launches}; executor state: {_bookkeeping(h)}")
 

@@ -57,6 +57,8 @@ def run_check(spec: CheckSpec, profile: ExecutorProfile, sandbox: Sandbox,
             verdict["message"] += "\n\nAlso found while tearing the check down:\n" + teardown
         else:
             verdict.update(outcome=Outcome.FAILED, message=teardown)
+    if verdict["outcome"] is Outcome.PASSED and ctx.notes:
+        verdict["message"] = "; ".join(ctx.notes)
     return CheckResult(spec.id, verdict["outcome"], verdict["message"], time.monotonic() - started, leaks=late,
                        cause=str(verdict.get("cause") or ""))
 

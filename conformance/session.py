@@ -217,6 +217,12 @@ class ConformanceSession:
         return self._options
 
     def preflight_diagnosis(self) -> str:
+        """The preflight's diagnosis when it stops the run (no task can complete), else empty."""
+        self.run_options()
+        return self.preflight.diagnosis if self.preflight is not None and self.preflight.stops_the_run else ""
+
+    def preflight_finding(self) -> str:
+        """The preflight's diagnosis, also one that lets the other checks run."""
         self.run_options()
         return self.preflight.diagnosis if self.preflight is not None else ""
 

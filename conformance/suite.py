@@ -57,7 +57,7 @@ def test_check(conformance_sandbox: Any, executor_profile: Any, check_id: str,
                              "fix that first -- this check could only have failed for the same reason",
                              cause=f"preflight: {preflight_failed}")
     elif check_id == PREFLIGHT_ID:  # the session ran it already (it calibrated the run): its verdict stands
-        result = _preflight_result(spec, preflight_failed)
+        result = _preflight_result(spec, state.preflight_finding())
     else:
         result = run_check(spec, executor_profile, conformance_sandbox, capabilities, options)
     record(request.node, result, state.run_info())

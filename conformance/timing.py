@@ -32,7 +32,8 @@ FLOORS: dict[str, float] = {
     "terminate": 15.0,  # terminate() and the task processes going away after it
     "settle": 3.0,  # released probes writing their end entry; leftovers going away
     "window": 0.3,  # an observation window: the chance a broken executor gets to show itself
-    "state_machine": 240.0,  # the whole hypothesis run, generation and shrinking
+    "state_machine": 6.0,  # the state machine's exploration (generation): as many programmes as fit
+    "shrink": 20.0,  # shrinking a failing programme, once one was found
     "e2e": 120.0,  # one DAG run under a real scheduler
 }
 
@@ -46,7 +47,9 @@ _MARGINS: dict[str, tuple[str, float]] = {
     "terminate": ("round_trip", 8.0),
     "settle": ("round_trip", 4.0),
     "window": ("start_latency", 3.0),
-    "state_machine": ("round_trip", 400.0),
+    # Counted in round trips, not examples: a slow backend gets the same exploration per minute of CI.
+    "state_machine": ("round_trip", 60.0),
+    "shrink": ("round_trip", 40.0),
     "e2e": ("round_trip", 60.0),
 }
 

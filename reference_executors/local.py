@@ -54,10 +54,12 @@ class LocalExecutor(ReferenceExecutorBase):
         return self._pool.submit(self.state_dir, external_id, key, payload)
 
     def _dispatch(self, key: Any, payload: Any) -> None:
-        if key in self._procs:
+        if key in self._procs or key in self.event_buffer:
             # Same key queued again while its previous run is still going (a deferred task resuming
             # with the same try number). 2.x's base holds such keys back; 3.3's no longer does. Hold it
-            # until the previous run has finished: never two runs of one try at once (SPEC LIFE-3).
+            # until the previous run has finished: never two runs of one try at once (SPEC LIFE-3) --
+            # and until the scheduler has read that run's terminal event: the buffer keeps one event
+            # per key, and this run's RUNNING would replace it (SPEC PROP: no event is lost).
             self.log.info("Task %s is still running; holding its next run back", key)
             self._held[key] = payload
             return
@@ -106,15 +108,20 @@ class LocalExecutor(ReferenceExecutorBase):
 
     def _start_held_runs(self) -> None:
         # Runs before results are read, so a held run starts one heartbeat after the previous run's
-        # terminal event was handed to the scheduler (the buffer keeps only the last event per key).
-        for key in [k for k in self._held if k not in self._procs]:
+        # terminal event was handed to the scheduler (the buffer keeps only the last event per key): and
+        # only once the scheduler has read it.
+        for key in [k for k in self._held if k not in self._procs and k not in self.event_buffer]:
             payload = self._held.pop(key)
             self.running.add(key)
             self._dispatch(key, payload)
 
     def end(self) -> None:
-        """Scheduler exit: wait for every task, then flush their terminal events (SPEC LIFE-1)."""
-        while self._procs or self._held:
+        """Scheduler exit: wait for every task, then flush their terminal events (SPEC LIFE-1).
+
+        A run held back behind a previous run of its key is queued work, not running work: it is not started
+        here (nobody reads the event buffer inside end(), so its RUNNING event would replace the previous
+        run's terminal one); the next scheduler resets its TI."""
+        while self._procs:
             for proc in list(self._procs.values()):
                 proc.wait()
             self.sync()

@@ -48,14 +48,17 @@ class SequentialExecutor(ReferenceExecutorBase):
         and a verdict that cannot be read is read at a later heartbeat; nothing raises, nothing is lost."""
         for key, proc in list(self._unreported.items()):
             self._report_if_known(key, proc, proc.poll())
-        while self._pending:
-            key, payload = self._pending[0]
+        for key, payload in list(self._pending):
+            if key in self.event_buffer:
+                # Queued again before the scheduler read its previous run's terminal event (it read the
+                # buffer for other dags only): the buffer keeps one event per key, so wait for the read.
+                continue
             try:
                 proc = self._launch(key, new_external_id("refseq"), payload)
             except OSError as exc:
                 self.log.warning("Cannot start %s now (%s); retrying at the next heartbeat", key, exc)
                 return
-            self._pending.pop(0)
+            self._pending.remove((key, payload))
             self._report_if_known(key, proc, proc.finish())
 
     def _report_if_known(self, key: Any, proc: TaskProcess, outcome: tuple[str, str] | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,9 @@ CASES = [pytest.param(check_id, control, id=f"{check_id}-{control.name}", marks=
 def test_every_check_has_a_negative_control() -> None:
     missing = sorted(set(checks.catalogue()) - set(NEGATIVE_CONTROLS))
     assert not missing, f"checks without a broken executor that they catch: {missing}"
+    vague = [f"{check_id}: {c.name}" for check_id, controls in NEGATIVE_CONTROLS.items() for c in controls
+             if not c.expect]
+    assert not vague, f"controls that do not say what their check must report: {vague}"
     unknown = sorted(set(NEGATIVE_CONTROLS) - set(checks.catalogue()))
     assert not unknown, f"negative controls for checks that do not exist: {unknown}"
 
@@ -47,6 +51,12 @@ def test_check_catches_broken_executor(check_id: str, control: Control, sandbox:
     wanted = Outcome.ADVICE if control.advice else Outcome.FAILED
     assert result.outcome is wanted, (
         f"{check_id} did not catch {control.name}: outcome {result.outcome.value}\n{result.message}")
+    # Caught for the right reason: the finding the control was built for, not another clause, a teardown
+    # problem or a timeout that happened to fail the check.
+    finding = result.message.split("\nAlso found while tearing the check down:", 1)[0]
+    assert re.search(control.expect, finding, re.S), (
+        f"{check_id} failed {control.name}, but not for the defect it carries (expected /{control.expect}/):\n"
+        f"{result.message}")
     if wanted is Outcome.FAILED:
         assert f"[{check_id}]" in result.message and spec.clause in result.message
         assert "How to fix:" in result.message

@@ -1,8 +1,10 @@
-"""The state machine catches bugs no contract check sees, shrinks them, and replays them from a file."""
+"""The state machine catches bugs no contract check sees -- for the right reason -- shrinks them, and
+replays them from a file; the reference executors pass it."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +16,15 @@ from conformance.outcomes import Outcome
 from conformance.profile import ExecutorProfile
 from conformance.runner import run_check
 from conformance.sandbox import Sandbox
-from conformance.stateful import PropertyViolated, hypothesis_settings, run_stateful
+from conformance.stateful import ExecutorMachine, PropertyViolated, hypothesis_settings, run_stateful
 from conformance.timing import TimeModel
-from tests.broken_executors import STATEFUL_ONLY
+from tests.broken_executors import NEGATIVE_CONTROLS, REFERENCE, STATEFUL_ONLY, Control, RebuildsKeyFromNames
 
 REPO = Path(__file__).resolve().parent.parent
+STATEFUL_CONTROLS = NEGATIVE_CONTROLS["stateful.scheduler_action_sequences"]
+#: Three times the default budgets: on a loaded runner the derandomized programmes run slower, and a budget
+#: that ends before the finding programme is a "not found" these tests must not report.
+PATIENT = TimeModel(scale=3.0)
 
 
 @pytest.mark.parametrize("executor", STATEFUL_ONLY, ids=[c.__name__ for c in STATEFUL_ONLY])
@@ -35,36 +41,51 @@ def test_stateful_only_bugs_pass_every_contract_check(executor: type, sandbox: S
     assert not failed, f"{executor.__name__} is caught by contract checks too: {failed}"
 
 
-#: Shrinking with real processes takes minutes for these, and on a loaded runner hypothesis may find the
-#: multi-dag filter bug but fail to replay it (the events pending at that call depend on timing): they run
-#: with `-m slow` (see README). CI shrinks and replays the workload control (3.3+).
-_SLOW = {"DropsEventWhenTwoRunTogether", "ExceedsParallelismAfterRevoke", "DuplicateEventAfterMultiDagFilter"}
-
-
-@pytest.mark.parametrize("executor", [pytest.param(c, marks=pytest.mark.slow) if c.__name__ in _SLOW else c
-                                      for c in STATEFUL_ONLY], ids=[c.__name__ for c in STATEFUL_ONLY])
-def test_failure_is_shrunk_and_replayed_by_the_generated_reproducer(executor: type, sandbox: Sandbox,
-                                                                    tmp_path: Path) -> None:
+@pytest.mark.parametrize("control", STATEFUL_CONTROLS, ids=[c.name for c in STATEFUL_CONTROLS])
+def test_state_machine_catches_for_the_right_reason(control: Control, sandbox: Sandbox) -> None:
+    """Generation alone (no shrinking: these tests ask whether, not how small), with a fixed seed."""
     with pytest.raises(PropertyViolated) as caught:
-        # Three times the default budget: on a loaded runner the derandomized examples run slower, and a
-        # budget that ends before the finding example is a "not found" this test must not report.
-        run_stateful(ExecutorProfile(executor_class=executor), sandbox, derandomize=True, reproducer_dir=tmp_path,
-                     time_model=TimeModel(scale=3.0))
+        run_stateful(ExecutorProfile(executor_class=control.executor), sandbox, derandomize=True,
+                     time_model=PATIENT, shrink=False)
+    finding = str(caught.value).split("Minimal failing programme", 1)[0]
+    assert re.search(control.expect, finding, re.S), (
+        f"the state machine failed {control.name}, but not for the defect it carries (/{control.expect}/):\n"
+        f"{caught.value}")
+
+
+@pytest.mark.parametrize("executor", list(REFERENCE.values()), ids=list(REFERENCE))
+def test_reference_executors_keep_every_invariant(executor: type, sandbox: Sandbox) -> None:
+    explored = run_stateful(ExecutorProfile(executor_class=executor), sandbox, derandomize=True)
+    assert explored.examples >= 1 and explored.tasks >= 1, explored
+    assert explored.describe().startswith("explored ")
+
+
+def test_failure_is_shrunk_and_replayed_by_the_generated_reproducer(sandbox: Sandbox, tmp_path: Path) -> None:
+    """A deterministic defect (a mapped TI's key rebuilt without its map index): hypothesis shrinks it and
+    the reproducer written from the recorded steps fails the same way in a fresh process."""
+    with pytest.raises(PropertyViolated) as caught:
+        run_stateful(ExecutorProfile(executor_class=RebuildsKeyFromNames), sandbox, derandomize=True,
+                     reproducer_dir=tmp_path, time_model=PATIENT)
     message = str(caught.value)
     prop = message.split(":", 1)[0]
-    assert prop.startswith("SPEC PROP ")
-    assert "Minimal failing programme" in message and "state.first_tasks(" in message
+    assert prop.startswith("SPEC PROP "), message
+    assert "Minimal failing programme" in message and "state.begin(" in message
     reproducers = list(tmp_path.glob("test_reproduce_*.py"))
     assert len(reproducers) == 1 and str(reproducers[0]) in message
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CONFORMANCE", "PYTEST_XDIST"))}
     replay = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(reproducers[0])],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert replay.returncode == 1, replay.stdout[-3000:] + replay.stderr[-3000:]
-    assert prop in replay.stdout
+    assert "event keys are exactly the keys given" in replay.stdout
+
+
+def test_every_marked_invariant_is_checked() -> None:
+    """A SPEC PROP invariant left out of PROPERTIES would never run."""
+    assert sorted(ExecutorMachine.PROPERTIES) == ExecutorMachine.properties()
 
 
 def test_hypothesis_profiles() -> None:
-    assert hypothesis_settings("ci").max_examples < hypothesis_settings("thorough").max_examples
+    assert hypothesis_settings("ci").stateful_step_count < hypothesis_settings("thorough").stateful_step_count
     assert hypothesis_settings("ci").deadline is None and hypothesis_settings("ci").database is None
     with pytest.raises(ValueError, match="unknown hypothesis profile"):
         hypothesis_settings("exhaustive")

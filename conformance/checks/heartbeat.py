@@ -189,17 +189,28 @@ UNSERVED_QUEUE = "conformance-queue-nobody-serves"
 
 
 @check("heartbeat.unserved_queue_does_not_raise", clause="HB-7",
-       title="a task on a queue the executor does not serve never makes heartbeat() raise",
+       title="a task on a queue the executor does not serve never makes heartbeat() raise, and never vanishes",
        expects="The scheduler queues a TI on whatever queue its operator names and heartbeats every executor "
-               "from its main loop without catching: an exception there ends the scheduler, for every DAG.",
-       fix="Route, hold or fail a task whose queue you do not serve (log it; report FAILED if it can never "
-           "run), but never raise from queue_*/heartbeat/sync for it.")
+               "from its main loop without catching: an exception there ends the scheduler, for every DAG. A task "
+               "the executor drops silently stays QUEUED in the database until the stuck-in-queued timeout, "
+               "while the executor reports it neither queued, running nor finished.",
+       fix="Route, hold or fail a task whose queue you do not serve: keep it in queued_tasks (or running) or "
+           "report it FAILED (self.fail) -- log it, but never raise from queue_*/heartbeat/sync for it and never "
+           "drop it.")
 def unserved_queue_does_not_raise(ctx: CheckContext) -> None:
-    """A task on a queue no worker serves, then heartbeats through an observation window: none raises
-    (whether the task runs, waits or fails is the executor's business)."""
+    """A task on a queue no worker serves, then heartbeats through an observation window: none raises,
+    and at the end the task is still waiting (queued_tasks / running), ran, or was reported (SPEC HB-7:
+    waits, runs or fails -- never vanishes)."""
     h = ctx.harness()
+    ex = h.executor
     task = h.queue(Probe.new(ProbeKind.OK), queue=UNSERVED_QUEUE)
     h.observe(lambda: bool(h.terminal_events(task.key)))
+    if h.terminal_events(task.key) or h.runs(task):
+        return  # it ran, or the executor reported it (failed)
+    if task.key in ex.queued_tasks or task.key in ex.running:
+        return  # it waits
+    ctx.expect(False, f"the task on queue {UNSERVED_QUEUE!r} left queued_tasks, is not in running, never started "
+               f"and no event came for it within {ctx.budget('window'):.1f}s: it was dropped")
 
 
 @check("heartbeat.empty_heartbeat_changes_nothing", clause="HB-6",

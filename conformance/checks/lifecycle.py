@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import threading
 
 from conformance import airflow_compat as compat
 from conformance.catalog import check
@@ -126,13 +127,28 @@ def requeued_while_running_never_overlaps(ctx: CheckContext) -> None:
        expects="A task's side effects must happen once per try; the scheduler counts tries itself.",
        fix="Never retry or duplicate task work inside the executor.")
 def at_most_once_per_try(ctx: CheckContext) -> None:
-    """Four tasks, drained: each has exactly one run in the journal."""
+    """Four tasks, drained until each has its terminal event or one has run twice: each has exactly one
+    run in the journal (a task launched again at every heartbeat is named as that, however its events go)."""
     h = ctx.harness()
     tasks = [h.queue(Probe.new(ProbeKind.OK)) for _ in range(4)]
-    h.drain_terminal(tasks)
+
+    def counts() -> dict[str, int]:
+        return {t.task_id: len(h.runs(t)) for t in tasks}
+
+    try:
+        h.drain(lambda: all(h.terminal_events(t.key) for t in tasks) or max(counts().values()) > 1,
+                f"terminal events for {[t.task_id for t in tasks]}", tasks=tasks, awaiting="terminal")
+    except WaitTimedOut:
+        if max(counts().values()) <= 1:
+            raise
+    runs = counts()
+    ctx.expect(max(runs.values()) <= 1,
+               f"launched the same try more than once: runs per task {runs}; tracked in running: "
+               f"{sum(1 for t in tasks if t.key in h.executor.running)} of {len(tasks)}, still in queued_tasks: "
+               f"{sum(1 for t in tasks if t.key in h.executor.queued_tasks)} of {len(tasks)}")
     h.end()
-    counts = {t.task_id: len(h.runs(t)) for t in tasks}
-    ctx.expect(all(n == 1 for n in counts.values()), f"runs per task: {counts}")
+    runs = counts()
+    ctx.expect(all(n == 1 for n in runs.values()), f"runs per task: {runs}")
 
 
 @check("lifecycle.tracks_task_until_terminal", clause="LIFE-5",
@@ -178,15 +194,29 @@ def repeated_build_start_end(ctx: CheckContext) -> None:
        fix="Bound every wait in end(): wait for local work to finish (or, for an executor whose tasks "
            "outlive the scheduler, only close clients and flush what is known) and return.")
 def end_returns_with_work_in_flight(ctx: CheckContext) -> None:
-    """Two short tasks are started, then end() is called under the ``end`` budget. An executor that
-    adopts may return without waiting for them (LIFE-1 does not apply to it); it must still return."""
-    h = ctx.harness(parallelism=2)
-    tasks = [h.queue(Probe.new(ProbeKind.OK, delay=0.3)) for _ in range(2)]
+    """One slot, a held task in it and another task queued behind it; end() is called under the ``end``
+    budget while the held one runs, and it is released after an observation window (a long task that does
+    finish). An end() that waits for its work returns after the release; one that waits for what no longer
+    progresses after end() (queued work nobody will start, an acknowledgement) never does. An executor that
+    adopts may return without waiting at all (LIFE-1 does not apply to it); it must still return.
+    A single-threaded executor runs its tasks inside the heartbeat: two short ones, then end()."""
     if ctx.capabilities.get("single_threaded"):
+        h = ctx.harness(parallelism=2)
+        [h.queue(Probe.new(ProbeKind.OK, delay=0.3)) for _ in range(2)]
         h.heartbeat()  # runs the tasks inside the heartbeat
-    else:
-        try:
-            wait_started(h, tasks[:1])
-        except WaitTimedOut as exc:
-            raise ctx.fail(f"no task started, so end() could not be tried with work in flight: {exc}") from None
-    h.end()  # a call past its budget fails the check, naming end()
+        h.end()
+        return
+    h = ctx.harness(parallelism=1)
+    held = h.queue(Probe.new(ProbeKind.HANG), priority=10)
+    h.queue(Probe.new(ProbeKind.OK), priority=1)
+    try:
+        wait_started(h, [held])
+    except WaitTimedOut as exc:
+        raise ctx.fail(f"no task started, so end() could not be tried with work in flight: {exc}") from None
+    release = threading.Timer(ctx.budget("window"), h.release, args=(held,))
+    release.daemon = True
+    release.start()
+    try:
+        h.end()  # a call past its budget fails the check, naming end()
+    finally:
+        release.cancel()

@@ -16,13 +16,15 @@ from conformance.context import CheckContext
 def scheduler_action_sequences(ctx: CheckContext) -> None:
     """A RuleBasedStateMachine (profile ``ci`` by default, ``thorough`` via
     --conformance-hypothesis-profile) drives the executor; invariants are checked after every step.
-    The whole run fits the time model's ``state_machine`` budget."""
+    Generation fits the time model's ``state_machine`` budget (round trips), shrinking its ``shrink``
+    budget; a passing run records what it explored."""
     from conformance.stateful import PropertyViolated, run_stateful
 
     opts = ctx.options
     try:
-        run_stateful(ctx.profile, ctx.sandbox, hypothesis_profile=opts.hypothesis_profile,
-                     derandomize=opts.derandomize, reproducer_dir=opts.reproducer_dir, time_model=opts.time,
-                     capabilities=ctx.capabilities, seed=opts.seed)
+        explored = run_stateful(ctx.profile, ctx.sandbox, hypothesis_profile=opts.hypothesis_profile,
+                                derandomize=opts.derandomize, reproducer_dir=opts.reproducer_dir,
+                                time_model=opts.time, capabilities=ctx.capabilities, seed=opts.seed)
     except PropertyViolated as exc:
         raise ctx.fail(str(exc)) from None
+    ctx.note(explored.describe())
