@@ -27,6 +27,7 @@ the shrinking.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import tempfile
 import textwrap
@@ -52,7 +53,8 @@ from hypothesis.stateful import (
 )
 
 from conformance import airflow_compat as compat
-from conformance.harness import Event, QueuedTask, SchedulerHarness
+from conformance.harness import CallTimedOut, Event, QueuedTask, SchedulerHarness
+from conformance.outcomes import describe_exception
 from conformance.probes import Probe, ProbeKind
 from conformance.profile import ExecutorProfile
 from conformance.sandbox import Sandbox, ensure_active
@@ -174,6 +176,28 @@ class Tracked:
         return max(0, self.accepted - self.terminal)
 
 
+_Rule = Callable[..., Any]
+
+
+def _guarded(step: _Rule) -> _Rule:
+    """A rule whose executor calls may not raise or block (the scheduler catches nothing there): anything
+    but a property violation or the budget's end becomes PROP-11, naming the step and where it raised --
+    never an anonymous error hypothesis cannot replay."""
+    @functools.wraps(step)
+    def run(self: ExecutorMachine, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return step(self, *args, **kwargs)
+        except (PropertyViolated, BudgetSpent):
+            raise
+        except CallTimedOut as exc:
+            self._violated("executor calls return and do not raise", f"in {step.__name__}: {exc}")
+        except Exception as exc:
+            self._violated("executor calls return and do not raise",
+                           f"in {step.__name__}: {describe_exception(exc)}")
+        return None
+    return run
+
+
 class ExecutorMachine(RuleBasedStateMachine):
     """The scheduler's moves as rules, SPEC PROP as invariants (bound to one executor by ``machine_for``)."""
 
@@ -267,6 +291,7 @@ class ExecutorMachine(RuleBasedStateMachine):
     # -- rules: the scheduler's moves --------------------------------------------------------------
     @initialize(target=tasks, parallelism=parallelisms(unlimited=not compat.is_airflow3()),
                 specs=st.lists(task_specs(), min_size=2, max_size=5))
+    @_guarded
     def begin(self, parallelism: int, specs: list[TaskSpec]) -> MultipleResults[int]:
         """A scheduler starts its executor with some parallelism and queues its first loop's TIs."""
         self._did("begin", parallelism=parallelism, specs=specs)
@@ -274,10 +299,15 @@ class ExecutorMachine(RuleBasedStateMachine):
         return multiple(*self._queue_specs(specs))
 
     @precondition(lambda self: not self.ended)
-    @rule(target=tasks, specs=st.lists(task_specs(), min_size=1, max_size=4))
-    def queue(self, specs: list[TaskSpec]) -> MultipleResults[int]:
-        """The scheduler queues the TIs of one loop."""
-        self._did("queue", specs=specs)
+    @rule(target=tasks, specs=st.lists(task_specs(), min_size=1, max_size=4), requeue=st.booleans())
+    @_guarded
+    def queue(self, specs: list[TaskSpec], requeue: bool = False) -> MultipleResults[int]:
+        """The scheduler queues the TIs of one loop -- with ``requeue``, first a deferred TI that resumes
+        with the same key while its previous run is still in flight (the batch then holds both)."""
+        self._did("queue", specs=specs, requeue=requeue)
+        self._absorb()
+        if requeue:
+            self._requeue(None)
         return multiple(*self._queue_specs(specs))
 
     def _queue_specs(self, specs: list[TaskSpec]) -> list[int]:
@@ -310,12 +340,17 @@ class ExecutorMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: not self.ended)
     @rule(target=tasks, task=tasks, specs=st.lists(task_specs(), max_size=3))
+    @_guarded
     def requeue_in_flight(self, task: int, specs: list[TaskSpec]) -> MultipleResults[int]:
         """The scheduler queues a key again while the executor still has it (a deferred task resuming
         with the same try), beside other work of the same loop: the key runs again only after its
         previous run, and the rest of the batch is not lost."""
         self._did("requeue_in_flight", task=task, specs=specs)
         self._absorb()
+        self._requeue(task)
+        return multiple(*self._queue_specs(specs))
+
+    def _requeue(self, task: int | None) -> None:
         def in_flight(t: Tracked) -> bool:
             return (not t.dropped and not t.requeued and t.outstanding == 1
                     and t.task.key not in self.h.executor.queued_tasks
@@ -323,16 +358,15 @@ class ExecutorMachine(RuleBasedStateMachine):
 
         # The drawn task if it is in flight, else the first one that is (finished ones are no test of this).
         # Once per task: the scheduler re-queues a deferred TI after its previous run, never twice over.
-        item = next((t for t in (self.tracked[task], *self.tracked) if in_flight(t)), None)
-        numbers: list[int] = []
+        first = [self.tracked[task]] if task is not None else []
+        item = next((t for t in (*first, *self.tracked) if in_flight(t)), None)
         if item is not None:
             item.requeued = True
             self._queue_again(item)
-        numbers += self._queue_specs(specs)
-        return multiple(*numbers)
 
     @precondition(lambda self: not self.ended)
     @rule(task=tasks)
+    @_guarded
     def release(self, task: int) -> None:
         """A held task's work finishes (a long task, a sensor's condition met)."""
         self._did("release", task=task)
@@ -346,6 +380,7 @@ class ExecutorMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: not self.ended)
     @rule(dags=dag_filters())
+    @_guarded
     def scheduler_loop(self, dags: list[int] | None) -> None:
         """One scheduler loop: heartbeat, then read the event buffer (optionally for some dags)."""
         self._did("scheduler_loop", dags=dags)
@@ -354,6 +389,7 @@ class ExecutorMachine(RuleBasedStateMachine):
         self._take_events(dags)
 
     @rule(dags=dag_filters())  # also after end(): the scheduler reads the buffer once more
+    @_guarded
     def get_event_buffer(self, dags: list[int] | None) -> None:
         self._did("get_event_buffer", dags=dags)
         self._take_events(dags)
@@ -368,6 +404,7 @@ class ExecutorMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: not self.ended)
     @rule()
+    @_guarded
     def await_progress(self) -> None:
         """Scheduler loops until the executor or its work moves (an event, a task starting or ending): a
         step costs at most one observation window, and usually much less. Nothing to wait for: no wait."""
@@ -414,6 +451,7 @@ class ExecutorMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.config.can_revoke and not self.ended)
     @rule(task=tasks)
+    @_guarded
     def revoke(self, task: int) -> None:
         """Stuck-in-queued handling: the scheduler revokes a TI (queued or already running)."""
         self._did("revoke", task=task)
@@ -427,6 +465,7 @@ class ExecutorMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.config.can_adopt and not self.ended and self.steps >= 3
                   and len(self.retired) < MAX_ADOPTIONS)
     @rule()
+    @_guarded
     def adopt_into_fresh_executor(self) -> None:
         """The scheduler dies; a new one adopts everything outstanding that carries an external id."""
         self._did("adopt_into_fresh_executor")
@@ -460,6 +499,7 @@ class ExecutorMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: bool(self.config.other_workloads) and not self.ended)
     @rule(target=tasks, pick=st.integers(min_value=0, max_value=1), specs=st.lists(task_specs(), max_size=2))
+    @_guarded
     def queue_other_workload(self, pick: int, specs: list[TaskSpec]) -> MultipleResults[int]:
         """The 3.3 scheduler queues a deadline callback or a connection test (whichever the executor
         declares; its import path / connection id is a no-op probe), and tasks in the same loop."""
@@ -477,6 +517,7 @@ class ExecutorMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: not self.ended and self.steps >= 8)
     @rule()
+    @_guarded
     def end(self) -> None:
         """The scheduler exits while work -- held work too -- is in flight. Held work is released after an
         observation window (a long task that does finish): ``end()`` must return within its budget."""
@@ -498,6 +539,9 @@ class ExecutorMachine(RuleBasedStateMachine):
         began = time.monotonic()
         try:
             h.end()
+        except CallTimedOut as exc:
+            self.end_took = time.monotonic() - began
+            self._violated("end() returns within its budget with work in flight", str(exc))
         finally:
             self.end_took = time.monotonic() - began
             self.ended = True
@@ -658,6 +702,13 @@ class ExecutorMachine(RuleBasedStateMachine):
                   "never_above_parallelism", "slots_add_up", "key_in_one_place", "ended_work_is_reported",
                   "nothing_vanishes", "work_in_progress_is_tracked", "end_is_bounded")
 
+    #: which method judges each SPEC PROP clause (PROP-10's journal match is judged at teardown)
+    CLAUSES = {"PROP-1": "only_known_keys", "PROP-2": "only_allowed_states", "PROP-3": "nothing_after_terminal",
+               "PROP-4": "runs_once_per_try", "PROP-5": "never_above_parallelism", "PROP-6": "key_in_one_place",
+               "PROP-7": "ended_work_is_reported", "PROP-8": "nothing_vanishes",
+               "PROP-9": "work_in_progress_is_tracked", "PROP-10": "end_is_bounded",
+               "PROP-11": "_guarded"}
+
     @invariant()
     def spec_prop(self) -> None:
         if self.harness is None:
@@ -682,16 +733,7 @@ class ExecutorMachine(RuleBasedStateMachine):
         cfg = self.config
         try:
             if self.harness is not None:
-                self._absorb()
-                if not self.ended:
-                    for item in self.tracked:
-                        if item.spec.held and not item.released:
-                            item.released = True
-                            self.h.release(item.task)
-                    self._drain_outstanding()
-                    self._end()
-                self.check_properties()
-                self._check_against_journal()
+                self._final_drain()
         finally:
             if self._release_timer is not None:
                 self._release_timer.cancel()
@@ -707,6 +749,19 @@ class ExecutorMachine(RuleBasedStateMachine):
                 # they are not counted against the live executor.
                 cfg.sandbox.sweep_processes(include_shared_helpers=False, grace=cfg.time.budget("settle"),
                                             wait=False)
+
+    @_guarded
+    def _final_drain(self) -> None:
+        self._absorb()
+        if not self.ended:
+            for item in self.tracked:
+                if item.spec.held and not item.released:
+                    item.released = True
+                    self.h.release(item.task)
+            self._drain_outstanding()
+            self._end()
+        self.check_properties()
+        self._check_against_journal()
 
     def _awaited(self) -> list[Any]:
         """What the drain waits for: outstanding tasks (bar unserved ones the executor keeps waiting in
