@@ -86,7 +86,7 @@ class CheckContext:
         spec = self.spec
         parts = [
             f"[{spec.id}] violates SPEC {spec.clause}: {spec.title}",
-            f"What the executor did: {did}",
+            f"What the executor did: {bounded(did)}",
             f"What Airflow's scheduler expects: {spec.expects}",
             f"How to fix: {spec.fix}",
         ]
@@ -139,3 +139,21 @@ class CheckContext:
             problems.append("processes outlived end() and were ended by the suite: "
                             + "; ".join(p.describe() for p in leftovers))
         return problems, late
+
+
+#: the longest "what the executor did" a failure shows: past it the middle is cut, saying how much
+MAX_FINDING = 4000
+
+
+def bounded(text: str, limit: int = MAX_FINDING) -> str:
+    """One cause, one message: a sentence repeated (``; ``-separated, as checks join their findings) is
+    shown once with a count, and what is still too long loses its middle, with the number of characters
+    cut -- a sentence per poll once made a 56 KB failure."""
+    counts: dict[str, int] = {}
+    for sentence in text.split("; "):
+        counts[sentence] = counts.get(sentence, 0) + 1
+    text = "; ".join(s if n == 1 else f"{s} (x{n})" for s, n in counts.items())
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]} ... [{len(text) - 2 * keep} characters cut] ... {text[-keep:]}"

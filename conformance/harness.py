@@ -456,12 +456,15 @@ class SchedulerHarness:
         self.note(f"released {task.task_id}")
 
     def format_transcript(self, last: int = 40) -> str:
-        """The latest lines (repeated polls already collapsed); calls that changed something are the
-        lines that remain, so the cut rarely hides what matters."""
-        lines = self.transcript[-last:]
-        skipped = len(self.transcript) - len(lines)
+        """The latest lines, repeated polls collapsed: identical calls into one line with a count, and a
+        repeated cycle of calls (heartbeat, then a buffer read that returns nothing) into one block with
+        a count -- calls that changed something are the lines that remain, so the cut rarely hides what
+        matters."""
+        rendered = _collapse_cycles(self.transcript)
+        lines = rendered[-last:]
+        skipped = len(rendered) - len(lines)
         head = [f"  ... {skipped} earlier lines"] if skipped else []
-        return "\n".join(head + ["  " + line.render() for line in lines])
+        return "\n".join(head + ["  " + line for line in lines])
 
     # -- teardown --------------------------------------------------------------------------------
     def release_all(self) -> None:
@@ -487,6 +490,34 @@ class SchedulerHarness:
             except Exception as exc:
                 problems.append(f"teardown: end() raised {describe_exception(exc)}")
         return problems
+
+
+def _collapse_cycles(lines: list[_Line], longest: int = 3) -> list[str]:
+    """Render ``lines``, folding a block of up to ``longest`` calls repeated back to back into its first
+    occurrence with ``[block of N calls xK until +T]``."""
+    out: list[str] = []
+    i = 0
+    texts = [_without_timing(line.text) for line in lines]
+    while i < len(lines):
+        folded = False
+        for size in range(2, longest + 1):
+            block = texts[i:i + size]
+            if len(block) < size:
+                break
+            reps = 1
+            while texts[i + reps * size:i + (reps + 1) * size] == block:
+                reps += 1
+            if reps >= 3:
+                last = lines[i + reps * size - 1]
+                out += [line.render() for line in lines[i:i + size]]
+                out.append(f"  [the {size} calls above x{reps} until +{last.last:.3f}s]")
+                i += reps * size
+                folded = True
+                break
+        if not folded:
+            out.append(lines[i].render())
+            i += 1
+    return out
 
 
 def _key_text(key: Any) -> str:

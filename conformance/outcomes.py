@@ -11,6 +11,7 @@ This module is the bottom of the check API: it imports nothing from the rest of 
 from __future__ import annotations
 
 import linecache
+import sysconfig
 import traceback
 from dataclasses import dataclass, field
 from enum import Enum
@@ -64,22 +65,48 @@ class AdviceGiven(Exception):
     """An ATTR-2a convention is not followed: reported as advice, never as a failure."""
 
 
+_LIBRARY_DIRS = tuple({p for p in (sysconfig.get_paths().get("stdlib"), sysconfig.get_paths().get("purelib"),
+                                    sysconfig.get_paths().get("platlib")) if p})
+
+
+def _is_library(filename: str) -> bool:
+    """A frame of an installed library or the standard library (urllib3, Airflow's own base class, ...)."""
+    return filename.startswith(_LIBRARY_DIRS) or "site-packages" in filename or "dist-packages" in filename
+
+
+def _frames(exc: BaseException) -> list[traceback.FrameSummary]:
+    return [f for f in traceback.extract_tb(_traceback(exc)) if not f.filename.startswith(_SUITE_DIR)]
+
+
+def _deepest_own(frames: list[traceback.FrameSummary]) -> traceback.FrameSummary | None:
+    """The innermost frame in the executor's own code (not a library's), where its author should look."""
+    own = [f for f in frames if not _is_library(f.filename)]
+    return own[-1] if own else None
+
+
 def cause_of(exc: BaseException) -> str:
     """A grouping key for an exception from the executor: its type and where in the executor it was
-    raised (the same defect seen by many checks has one cause)."""
-    frames = [f for f in traceback.extract_tb(_traceback(exc)) if not f.filename.startswith(_SUITE_DIR)]
-    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    raised -- its own deepest frame when it has one (the same defect seen by many checks has one cause)."""
+    frames = _frames(exc)
+    frame = _deepest_own(frames) or (frames[-1] if frames else None)
+    where = f" at {frame.filename}:{frame.lineno}" if frame else ""
     return f"{type(exc).__name__} raised{where}: {str(exc)[:200]}"
 
 
+def _render(frame: traceback.FrameSummary) -> str:
+    source = (frame.line or linecache.getline(frame.filename, frame.lineno or 0)).strip()
+    return f"{frame.filename}:{frame.lineno} in {frame.name}: {source}"
+
+
 def executor_frames(exc: BaseException, limit: int = 3) -> str:
-    """The innermost frames of ``exc`` that are not the suite's own (the executor's, or the Airflow
-    base class it inherits), as ``file:line in func: source`` lines -- where the author should look."""
-    frames = [f for f in traceback.extract_tb(_traceback(exc)) if not f.filename.startswith(_SUITE_DIR)]
-    lines = []
-    for frame in frames[-limit:]:
-        source = (frame.line or linecache.getline(frame.filename, frame.lineno or 0)).strip()
-        lines.append(f"{frame.filename}:{frame.lineno} in {frame.name}: {source}")
+    """Where the author should look: the executor's own deepest frame first (a library's frames -- urllib3,
+    Airflow's base class -- say where it broke, not what called it), then the innermost frames that are
+    not the suite's own, as ``file:line in func: source`` lines."""
+    frames = _frames(exc)
+    own = _deepest_own(frames)
+    inner = frames[-limit:]
+    lines = [f"(your code) {_render(own)}"] if own is not None and own is not frames[-1] else []
+    lines += [_render(frame) for frame in inner if frame is not own or not lines]
     return "\n".join(lines)
 
 

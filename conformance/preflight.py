@@ -64,12 +64,20 @@ def run_preflight(profile: ExecutorProfile, sandbox: Sandbox, model: TimeModel) 
         stage = "running no-op tasks"
         tasks = [h.queue(Probe.new(ProbeKind.OK)) for _ in range(SAMPLES)]
         _drain(h, tasks, model)
+        unrun = _reported_but_never_ran(h, tasks)
+        if unrun:
+            h.end()
+            return PreflightResult(Calibration(error=unrun), unrun)
         calibration = _measure(h, tasks, max(idle))
         stage = "running a failing task"
         failing = h.queue(Probe.new(ProbeKind.RAISE if compat.is_airflow3() else ProbeKind.FAIL))
         tasks.append(failing)
         _drain(h, [failing], model.calibrated(calibration))
         states = [str(e.state) for e in h.terminal_events(failing.key)]
+        unrun = _reported_but_never_ran(h, [failing])
+        if unrun:
+            h.end()
+            return PreflightResult(calibration, unrun)
         if states != [str(compat.state_enum().FAILED)]:
             return PreflightResult(calibration, f"a failing task was reported {states or 'never'}: a task whose "
                                    "run raised (2.x: exited non-zero) must end with one FAILED event (self.fail)")
@@ -101,6 +109,21 @@ def _drain(h: SchedulerHarness, tasks: list[QueuedTask], model: TimeModel) -> No
 
     h.drain(settled, f"terminal events for {[t.task_id for t in tasks]}", model.budget("event") * _PATIENCE,
             tasks=tasks, awaiting="terminal")
+
+
+def _reported_but_never_ran(h: SchedulerHarness, tasks: list[QueuedTask]) -> str:
+    """Events for work the journal says never ran: the environment, not the executor's bookkeeping, is
+    what to look at first -- judging its events against what "ran" would send the author the wrong way."""
+    journal = h.journal()
+    unrun = [t for t in tasks if h.terminal_events(t.key) and not journal.runs_of(t.task_id)]
+    if not unrun:
+        return ""
+    states = {t.task_id: [str(e.state) for e in h.terminal_events(t.key)] for t in unrun}
+    return (f"the executor reported {states} for tasks that never ran (nothing reached the journal): the "
+            "backend does not run the task's command where the probe seam can see it -- a worker that does not "
+            "inherit CONFORMANCE_JOURNAL_DIR and PYTHONPATH from the process that runs the scheduler, a command "
+            "run in another environment, or a backend (or fake) that reports results without running anything. "
+            "Every other check would judge events against work that did not happen")
 
 
 def _measure(h: SchedulerHarness, tasks: list[QueuedTask], heartbeat: float) -> Calibration:

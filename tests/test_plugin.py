@@ -241,6 +241,35 @@ def test_one_defect_is_one_group_named_by_the_preflight(pytester: pytest.Pyteste
     assert reports.count("violates SPEC") == 1, out
 
 
+RELAUNCH_MODULE = textwrap.dedent("""
+    from reference_executors import LocalExecutor, _bridge
+
+    class RelaunchesEveryHeartbeat(LocalExecutor):
+        def trigger_tasks(self, open_slots):
+            for key, item in self.order_queued_tasks_by_priority()[:open_slots]:
+                if key not in self._procs:
+                    self._dispatch(key, item if _bridge.IS_AIRFLOW3 else list(item[0]))
+
+        def _report(self, key, state, info):
+            if key in self.running:
+                super()._report(key, state, info)
+""")
+
+
+def test_preflight_names_a_relaunch_and_lets_the_judging_checks_run(pytester: pytest.Pytester) -> None:
+    """Tasks run, but each is launched again at every heartbeat and never reported: the preflight says so
+    and does not stop the run -- the check that judges the defect names it (launched N times)."""
+    pytester.makepyfile(relaunching_executors=RELAUNCH_MODULE)
+    result = pytester.runpytest_subprocess("--executor", "relaunching_executors.RelaunchesEveryHeartbeat",
+                                           "-p", "no:randomly", "-k", "preflight or at_most_once_per_try")
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(["*[[]preflight.task_runs_end_to_end] violates SPEC PRE-1*launched more than once*"])
+    result.stdout.fnmatch_lines(["*[[]lifecycle.at_most_once_per_try] violates SPEC LIFE-4*"])
+    result.stdout.fnmatch_lines(["*launched the same try more than once*"])
+    assert "not run" not in out.split("short test summary info")[-1], out
+    assert result.parseoutcomes()["failed"] == 2, out
+
+
 def test_failures_inherited_from_an_airflow_executor_are_named(pytester: pytest.Pytester) -> None:
     """Airflow's own LocalExecutor does nothing in terminate() (reports/FINDINGS.md, 2.11 and 3.3): a
     subclass that keeps it is told so, with expected failures ready to paste."""

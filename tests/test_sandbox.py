@@ -88,3 +88,38 @@ def test_team_settings_mirror_the_sandbox_for_multi_team_executors(sandbox: Sand
     team_conf = base_executor.ExecutorConf(TEAM_NAME)
     assert team_conf.get("database", "sql_alchemy_conn") == os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert team_conf.get("core", "dags_folder") == str(sandbox.airflow_home / "dags")
+
+
+def test_failure_messages_are_bounded() -> None:
+    """A sentence repeated per poll is shown once with its count; a long finding loses its middle, saying so."""
+    from conformance.context import bounded
+
+    assert bounded("task x still runs; task x still runs; task x still runs; y") == "task x still runs (x3); y"
+    long = bounded("; ".join(f"task {i} lost" for i in range(2000)), limit=400)
+    assert len(long) < 500 and "characters cut" in long and long.startswith("task 0 lost")
+
+
+def test_transcript_folds_repeated_polls() -> None:
+    from conformance.harness import _collapse_cycles, _Line
+
+    lines = [_Line(0, 0, "A: queue(x)")] + [_Line(i, i, text) for i in range(10) for text in
+                                           ("A: heartbeat() (1 ms)", "A: get_event_buffer() -> {} (0 ms)")]
+    rendered = _collapse_cycles([*lines, _Line(11, 11, "A: event x -> success")])
+    assert len(rendered) == 5 and "x10" in rendered[3] and rendered[-1].endswith("event x -> success")
+
+
+def test_raised_at_names_the_executors_own_frame_first() -> None:
+    """A library raised (json here, urllib3 for a real executor): the executor's own line comes first."""
+    import json
+
+    from conformance.outcomes import cause_of, describe_exception
+
+    def executor_code() -> None:
+        json.loads("{not json")
+
+    try:
+        executor_code()
+    except ValueError as exc:
+        text = describe_exception(exc)
+        assert "(your code)" in text and "in executor_code" in text.split("\n")[2], text
+        assert "test_sandbox.py" in cause_of(exc)
