@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from conformance import airflow_compat as compat
@@ -119,6 +120,27 @@ class _Watchdog:
 
 
 _WATCHDOG = _Watchdog()
+
+
+@contextlib.contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    """Executor calls run with their working directory in the sandbox: whatever the executor (or a
+    worker it forks now) writes to relative paths lands there, never in the user's folder."""
+    try:
+        previous = os.getcwd()
+    except OSError:
+        previous = None
+    try:
+        os.chdir(path)
+    except OSError:
+        yield  # the sandbox is gone (teardown): the call runs where it is
+        return
+    try:
+        yield
+    finally:
+        if previous is not None:
+            with contextlib.suppress(OSError):
+                os.chdir(previous)
 
 
 @dataclass
@@ -222,7 +244,7 @@ class SchedulerHarness:
         limit = self.budget("call") if budget is None else budget
         started = time.monotonic()
         try:
-            with _WATCHDOG.guard(f"{self.name}.{label}", limit):
+            with _WATCHDOG.guard(f"{self.name}.{label}", limit), _working_directory(self.sandbox.workdir):
                 result = fn(*args, **kwargs)
         except CallTimedOut:
             self.note(f"{label} BLOCKED for more than {limit:.1f}s (budget)")

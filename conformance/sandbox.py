@@ -84,6 +84,13 @@ class Sandbox:
         return Path(shared) if shared else self.root / "journal"
 
     @property
+    def workdir(self) -> Path:
+        """The working directory of every executor call (relative writes stay in the sandbox)."""
+        path = self.root / "workdir"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
     def state_dir(self) -> Path:
         return self.root / "executor_state"
 

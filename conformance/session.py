@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import platform
 import random
 import shutil
@@ -138,8 +139,30 @@ def _stop_cleanly_on_sigterm() -> Any:
             raise KeyboardInterrupt(f"signal {signum}")
 
         with contextlib.suppress(ValueError):
-            return signal.signal(signal.SIGTERM, interrupt)
+            previous = signal.signal(signal.SIGTERM, interrupt)
+            _forget_handler_in_children(previous)
+            return previous
     return None
+
+
+_FORK_HOOKED = False
+
+
+def _forget_handler_in_children(previous: Any) -> None:
+    """An executor's worker forked from this process must not inherit the suite's SIGTERM handler (a suite
+    frame in the executor's traceback, a worker that unwinds instead of stopping): children get back what
+    was there before the session."""
+    global _FORK_HOOKED
+    if _FORK_HOOKED or not hasattr(os, "register_at_fork"):
+        return
+    restored = previous if previous is not None else signal.SIG_DFL
+
+    def in_child() -> None:
+        with contextlib.suppress(ValueError, TypeError):
+            signal.signal(signal.SIGTERM, restored)
+
+    os.register_at_fork(after_in_child=in_child)
+    _FORK_HOOKED = True
 
 
 def validate_check_ids(ids: Any, where: str) -> None:
@@ -336,6 +359,8 @@ class ConformanceSession:
         if self.sandbox is None:
             return
         found = [p.describe() for p in self.sandbox.sweep_processes(include_shared_helpers=True, wait=False)]
+        found += [f"{path} was written outside the sandbox (the user's Airflow home): the executor or a process "
+                  "it started does not honour AIRFLOW_HOME" for path in self.sandbox.outside_writes()]
         self.leftovers += found
         workeroutput = getattr(session.config, "workeroutput", None)
         if workeroutput is not None:

@@ -123,3 +123,21 @@ def test_raised_at_names_the_executors_own_frame_first() -> None:
         text = describe_exception(exc)
         assert "(your code)" in text and "in executor_code" in text.split("\n")[2], text
         assert "test_sandbox.py" in cause_of(exc)
+
+
+def test_executor_calls_write_relative_paths_into_the_sandbox(sandbox: Sandbox, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """An executor that writes into its working directory writes into the sandbox, not the user's folder."""
+    from conformance.harness import SchedulerHarness
+    from reference_executors import LocalExecutor
+
+    class ScribblesInCwd(LocalExecutor):
+        def start(self) -> None:
+            Path("scribble.txt").write_text("state")
+            super().start()
+
+    monkeypatch.chdir(tmp_path)
+    h = SchedulerHarness(ScribblesInCwd(parallelism=1), sandbox).start()
+    h.end()
+    assert not (tmp_path / "scribble.txt").exists() and (sandbox.workdir / "scribble.txt").exists()
+    assert Path.cwd() == tmp_path
