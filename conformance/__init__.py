@@ -11,10 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["ExecutorProfile", "__version__"]
+__all__ = ["ExecutorProfile", "__version__", "declare_environment"]
 
 if TYPE_CHECKING:
     from conformance.profile import ExecutorProfile
+
+
+def declare_environment(*pids: int) -> None:
+    """Declare processes your fixtures or backend started *after* the first executor was built as your
+    environment: the suite never ends them (nor what they start). Those alive before it are declared
+    automatically."""
+    from conformance.processes import declare_environment as declare
+
+    declare(*pids)
 
 
 def __getattr__(name: str) -> Any:

@@ -24,6 +24,10 @@ MARKER_ENV = "CONFORMANCE_SANDBOX"
 KEEP: set[int] = set()
 #: Environment variables that mark processes of such a service (what escaped its session): never swept.
 KEEP_MARKERS: set[str] = set()
+#: The user's environment: processes that existed before the first executor was built (a conftest fixture's
+#: worker pool, a backend driver's daemons) or were declared with ``declare_environment``. Never swept, nor
+#: what they start: they belong to whoever started them.
+ENVIRONMENT: set[int] = set()
 #: multiprocessing's helpers are shared by every check of a process: swept only when the session ends.
 _SHARED_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
 
@@ -95,11 +99,27 @@ def session_processes(marker: str, root_pid: int | None = None) -> list[Proc]:
                 kept.add(pid)
     found = []
     for pid, (ppid, sid) in table.items():
-        if sid in KEEP or pid in kept or _under_kept_service(pid, table):
+        if sid in KEEP or pid in kept or _under_kept_service(pid, table) or _in_environment(pid, table):
             continue
         if pid in marked or _descends(pid, me, table):
             found.append(Proc(pid, ppid, sid, command_of(pid)))
     return found
+
+
+def declare_environment(*pids: int) -> None:
+    """Declare processes (and what they start) as the user's environment: the suite never ends them.
+    Processes alive when the first executor is built are declared automatically."""
+    ENVIRONMENT.update(pids)
+
+
+def _in_environment(pid: int, table: dict[int, tuple[int, int]]) -> bool:
+    seen = set()
+    while pid in table and pid not in seen:
+        if pid in ENVIRONMENT:
+            return True
+        seen.add(pid)
+        pid = table[pid][0]
+    return pid in ENVIRONMENT
 
 
 def _under_kept_service(pid: int, table: dict[int, tuple[int, int]]) -> bool:

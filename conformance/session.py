@@ -234,6 +234,12 @@ class ConformanceSession:
             from conformance.preflight import run_preflight
 
             profile, sandbox = self._bound()
+            # Whatever of this session runs before the first executor is built -- a conftest fixture's
+            # workers, a backend driver's daemons -- is the user's environment: isolation never ends it.
+            from conformance import processes
+
+            processes.declare_environment(*(p.pid for p in processes.session_processes(str(sandbox.root))
+                                            if not p.shared_helper))
             self.preflight = run_preflight(profile, sandbox, self._options.time)
             self._options = replace(self._options, time=self._options.time.calibrated(self.preflight.calibration))
             self._calibrated = True

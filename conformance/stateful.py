@@ -85,12 +85,15 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
-def hypothesis_settings(profile: str = "ci", derandomize: bool = False, shrink: bool = True) -> settings:
+def hypothesis_settings(profile: str = "ci", derandomize: bool = False, shrink: bool = True,
+                        examples: int | None = None) -> settings:
     """``ci`` (the round-trip budget, seconds on a local executor) or ``thorough`` (ten times that). No
     deadline: the time model owns budgets. No example database: nothing is written outside the sandbox."""
     if profile not in PROFILES:
         raise ValueError(f"unknown hypothesis profile {profile!r}; choose one of {sorted(PROFILES)}")
     chosen = {k: v for k, v in PROFILES[profile].items() if k != "budget_factor"}
+    if examples is not None:
+        chosen["max_examples"] = examples
     return settings(deadline=None, database=None, derandomize=derandomize, print_blob=True,
                     suppress_health_check=list(HealthCheck),
                     phases=[Phase.explicit, Phase.reuse, Phase.generate, *([Phase.shrink] if shrink else [])],
@@ -924,14 +927,18 @@ def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None, time_m
 def run_stateful(profile: ExecutorProfile, sandbox: Sandbox, *, hypothesis_profile: str = "ci",
                  derandomize: bool = False, reproducer_dir: Path | None = None, time_model: TimeModel | None = None,
                  capabilities: dict[str, bool] | None = None, seed: int | None = None,
-                 shrink: bool = True) -> Exploration:
+                 shrink: bool = True, examples: int | None = None) -> Exploration:
     """Run the machine; return what it explored, or raise PropertyViolated with the minimal programme and
     a reproducer built from the recorded steps.
 
     ``seed`` fixes the programmes hypothesis generates (the certificate records it, so a run can be
     repeated exactly); None leaves hypothesis its own random choice. ``shrink=False`` reports the first
-    failing programme as found (the suite's own tests, which only ask whether a bug is caught)."""
+    failing programme as found. ``examples`` explores that many programmes whatever they cost, instead of a
+    time budget: with ``derandomize`` the same programmes on any machine (the suite's own tests, which ask
+    whether a bug is caught and must not depend on how busy the machine is)."""
     machine = machine_for(profile, sandbox, time_model, capabilities, hypothesis_profile)
+    if examples is not None:
+        machine.config.deadline = float("inf")
     if seed is not None and not derandomize:
         from hypothesis import seed as fix_seed
 
@@ -939,7 +946,8 @@ def run_stateful(profile: ExecutorProfile, sandbox: Sandbox, *, hypothesis_profi
     config = machine.config
     started = time.monotonic()
     try:
-        run_state_machine_as_test(machine, settings=hypothesis_settings(hypothesis_profile, derandomize, shrink))
+        run_state_machine_as_test(machine, settings=hypothesis_settings(hypothesis_profile, derandomize, shrink,
+                                                                        examples))
     except Exception as exc:
         config.exploration.seconds = time.monotonic() - started
         group = getattr(exc, "exceptions", None)

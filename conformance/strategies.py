@@ -75,8 +75,8 @@ def dag_indexes() -> st.SearchStrategy[int]:
 
 
 def dag_filters() -> st.SearchStrategy[list[int] | None]:
-    """``None`` (take everything, as the scheduler does) or one or two dags (as backfill/tests do)."""
-    return st.none() | st.lists(dag_indexes(), min_size=1, max_size=2, unique=True)
+    """``None`` (take everything, as the scheduler does) or some dags (as backfill/tests do)."""
+    return st.none() | st.lists(dag_indexes(), min_size=1, max_size=3, unique=True)
 
 
 def task_specs(held: bool = True) -> st.SearchStrategy[TaskSpec]:

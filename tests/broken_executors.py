@@ -463,12 +463,12 @@ class DropsEventWhenTwoRunTogether(LocalExecutor):
         if len(self._procs) >= 2:
             self._victims |= {k for k in self._procs if getattr(k, "dag_id", None) == DAGS[2]}
 
-    def sync(self) -> None:
-        for key in [k for k in self._victims if k in self._procs and self._procs[k].poll() is not None]:
-            self._procs.pop(key).forget()
-            self.running.discard(key)  # bookkeeping is tidy; the event is simply never sent
+    def _report(self, key: Any, state: str, info: str) -> None:
+        if key in self._victims:
             self._victims.discard(key)
-        super().sync()
+            self.running.discard(key)  # bookkeeping is tidy; the event is simply never sent
+            return
+        super()._report(key, state, info)
 
 
 class ExceedsParallelismAfterRevoke(LocalExecutor):

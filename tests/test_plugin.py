@@ -263,7 +263,8 @@ def test_preflight_names_a_relaunch_and_lets_the_judging_checks_run(pytester: py
     result = pytester.runpytest_subprocess("--executor", "relaunching_executors.RelaunchesEveryHeartbeat",
                                            "-p", "no:randomly", "-k", "preflight or at_most_once_per_try")
     out = result.stdout.str()
-    result.stdout.fnmatch_lines(["*[[]preflight.task_runs_end_to_end] violates SPEC PRE-1*launched more than once*"])
+    result.stdout.fnmatch_lines(["*[[]preflight.task_runs_end_to_end] violates SPEC PRE-1*",
+                                 "*tasks were launched more than once*"])
     result.stdout.fnmatch_lines(["*[[]lifecycle.at_most_once_per_try] violates SPEC LIFE-4*"])
     result.stdout.fnmatch_lines(["*launched the same try more than once*"])
     assert "not run" not in out.split("short test summary info")[-1], out
@@ -305,3 +306,37 @@ def test_processes_an_executor_leaves_behind_are_ended_and_reported(pytester: py
                                            "--checks", "lifecycle.repeated_build_start_end", timeout=300)
     result.stdout.fnmatch_lines(["*processes outlived end() and were ended by the suite: pid *",
                                  "*VERDICT: leaky_executors.ForgetsItsWorker is NOT CERTIFIED*"])
+
+
+ENVIRONMENT_CONFTEST = textwrap.dedent("""
+    import subprocess
+    import sys
+
+    import pytest
+
+    WORKERS = []
+
+    @pytest.fixture(scope="session", autouse=True)
+    def worker_pool():
+        # the user's own backend workers, started before the certification's first executor
+        WORKERS.extend(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"]) for _ in range(2))
+        yield WORKERS
+        alive = [w.poll() is None for w in WORKERS]
+        for w in WORKERS:
+            w.kill()
+            w.wait()
+        with open("workers_alive_at_teardown.txt", "w") as fh:
+            fh.write(repr(alive))
+""")
+
+
+def test_processes_of_the_users_environment_are_never_ended(pytester: pytest.Pytester) -> None:
+    """Workers a conftest fixture started (the README's conftest route, a backend's pool) are the environment:
+    no check ends them or reports them as outliving end()."""
+    pytester.makeconftest(ENVIRONMENT_CONFTEST)
+    result = pytester.runpytest_subprocess("--executor", "reference_executors.LocalExecutor", "-p", "no:randomly",
+                                           "-k", "declared_with_types or end_waits_and_flushes or triggers_queued")
+    out = result.stdout.str()
+    assert "outlived end()" not in out and "left running at the end of the session" not in out, out
+    assert result.parseoutcomes().get("failed", 0) == 0, out
+    assert (pytester.path / "workers_alive_at_teardown.txt").read_text() == "[True, True]"

@@ -17,14 +17,14 @@ from conformance.profile import ExecutorProfile
 from conformance.runner import run_check
 from conformance.sandbox import Sandbox
 from conformance.stateful import ExecutorMachine, PropertyViolated, hypothesis_settings, run_stateful
-from conformance.timing import TimeModel
 from tests.broken_executors import NEGATIVE_CONTROLS, REFERENCE, STATEFUL_ONLY, Control, RebuildsKeyFromNames
 
 REPO = Path(__file__).resolve().parent.parent
 STATEFUL_CONTROLS = NEGATIVE_CONTROLS["stateful.scheduler_action_sequences"]
-#: Three times the default budgets: on a loaded runner the derandomized programmes run slower, and a budget
-#: that ends before the finding programme is a "not found" these tests must not report.
-PATIENT = TimeModel(scale=3.0)
+#: Programmes explored by count, not by time (``examples``), with a fixed seed: the same programmes on an
+#: idle and a busy machine, so that whether a control is caught does not depend on the machine. Every
+#: control is caught within the first 15 on both majors (measured); 60 leaves a margin.
+EXAMPLES = 60
 
 
 @pytest.mark.parametrize("executor", STATEFUL_ONLY, ids=[c.__name__ for c in STATEFUL_ONLY])
@@ -46,7 +46,7 @@ def test_state_machine_catches_for_the_right_reason(control: Control, sandbox: S
     """Generation alone (no shrinking: these tests ask whether, not how small), with a fixed seed."""
     with pytest.raises(PropertyViolated) as caught:
         run_stateful(ExecutorProfile(executor_class=control.executor), sandbox, derandomize=True,
-                     time_model=PATIENT, shrink=False)
+                     shrink=False, examples=EXAMPLES)
     finding = str(caught.value).split("Minimal failing programme", 1)[0]
     assert re.search(control.expect, finding, re.S), (
         f"the state machine failed {control.name}, but not for the defect it carries (/{control.expect}/):\n"
@@ -65,7 +65,7 @@ def test_failure_is_shrunk_and_replayed_by_the_generated_reproducer(sandbox: San
     the reproducer written from the recorded steps fails the same way in a fresh process."""
     with pytest.raises(PropertyViolated) as caught:
         run_stateful(ExecutorProfile(executor_class=RebuildsKeyFromNames), sandbox, derandomize=True,
-                     reproducer_dir=tmp_path, time_model=PATIENT)
+                     reproducer_dir=tmp_path, examples=EXAMPLES)
     message = str(caught.value)
     prop = message.split(":", 1)[0]
     assert prop.startswith("SPEC PROP "), message
