@@ -32,8 +32,9 @@ def confirmed_capabilities(profile: ExecutorProfile, sandbox: Sandbox,
         return dict(_CACHE[key])
     caps = profile.capability_set()
     declared_by_author = "adoption" in profile.capabilities
-    if caps.get("adoption") and not declared_by_author and not caps.get("single_threaded"):
-        caps["adoption"] = _adopts_a_running_task(profile, sandbox, time or TimeModel())
+    if caps.get("adoption") and not declared_by_author:
+        caps["adoption"] = _adopts_a_running_task(profile, sandbox, time or TimeModel(),
+                                                  bool(caps.get("single_threaded")))
     _CACHE[key] = dict(caps)
     return caps
 
@@ -43,15 +44,24 @@ def _cache_key(profile: ExecutorProfile) -> str:
     return f"{id(target)}:{json.dumps(profile.executor_kwargs, sort_keys=True, default=str)}"
 
 
-def _adopts_a_running_task(profile: ExecutorProfile, sandbox: Sandbox, time: TimeModel) -> bool:
+def _adopts_a_running_task(profile: ExecutorProfile, sandbox: Sandbox, time: TimeModel,
+                           single_threaded: bool = False) -> bool:
     """True unless B hands back the running task of its own kind it was offered. Anything going wrong
-    in the scenario keeps the class's claim: the adoption checks then report what went wrong."""
+    in the scenario keeps the class's claim: the adoption checks then report what went wrong.
+
+    A single-threaded executor runs a task inside its heartbeat, so A's task cannot be held running
+    (the heartbeat would never return): A runs a short one to the end in one heartbeat, and B is offered
+    it as the scheduler would offer a TI whose scheduler died mid-run."""
     a = SchedulerHarness(profile.build(), sandbox, name="A", job_id=1, time_model=time, owner=_OWNER)
     b: SchedulerHarness | None = None
     try:
         a.start()
-        task = a.queue(Probe.new(ProbeKind.HANG))
-        a.wait_started([task])
+        task = a.queue(Probe.new(ProbeKind.OK if single_threaded else ProbeKind.HANG))
+        if single_threaded:
+            a.heartbeat()
+            a.collect()
+        else:
+            a.wait_started([task])
         a.abandon()
         external = next((e.info for e in a.events_for(task.key) if isinstance(e.info, str)),
                         getattr(task.ti, "external_executor_id", None))

@@ -588,6 +588,14 @@ class DeclinesAdoption(LocalExecutor):
         return list(tis)
 
 
+class SequentialDeclinesAdoption(SequentialExecutor):
+    """A positive control: single-threaded, overrides ``try_adopt_task_instances`` only to hand every TI back
+    (what BaseExecutor does). It adopts nothing, which is its right: the ADOPT checks are not supported."""
+
+    def try_adopt_task_instances(self, tis: Any) -> Any:
+        return list(tis)
+
+
 class StuckHandlingRaises(LocalExecutor):
     """A backend error escapes from revoke/cleanup: the scheduler catches only NotImplementedError."""
 

@@ -49,3 +49,17 @@ def test_sequential_reports_adoption_not_supported_on_this_airflow(sandbox: obje
     result = run_check(spec, ExecutorProfile(executor_class=REFERENCE["SequentialExecutor"]), sandbox)  # type: ignore[arg-type]
     assert result.outcome is Outcome.NOT_SUPPORTED
     assert "try_adopt_task_instances" in result.message, compat.version_string()
+
+
+def test_single_threaded_executor_that_adopts_nothing_is_not_judged_on_adoption(sandbox: object) -> None:
+    """Confirmed by behaviour, also without a held task in a blocking heartbeat: a single-threaded executor
+    whose override hands every TI back cannot adopt, so ADOPT-2/3 are not supported (never failed)."""
+    from conformance.confirm import confirmed_capabilities
+    from tests.broken_executors import SequentialDeclinesAdoption
+
+    profile = ExecutorProfile(executor_class=SequentialDeclinesAdoption)
+    caps = confirmed_capabilities(profile, sandbox)  # type: ignore[arg-type]
+    assert caps["adoption"] is False, caps
+    for check_id in ("adoption.adopted_tasks_finish_without_rerun", "adoption.adopting_twice_is_idempotent"):
+        result = run_check(checks.get(check_id), profile, sandbox, caps)  # type: ignore[arg-type]
+        assert result.outcome is Outcome.NOT_SUPPORTED, (check_id, result.message)
