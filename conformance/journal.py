@@ -102,6 +102,14 @@ class ProbeRun:
     def outcome(self) -> str | None:
         return None if self.end is None else str(self.end["outcome"])
 
+    @property
+    def worker_killed(self) -> bool | None:
+        """For a ``killworker`` probe: whether it killed a process proven to be the executor's worker
+        (None for other probes, or before it ended)."""
+        if self.end is None or "worker" not in self.end:
+            return None
+        return self.end["worker"] is not None
+
     def overlaps(self, other: ProbeRun, now: float) -> bool:
         a_end = self.finished if self.finished is not None else now
         b_end = other.finished if other.finished is not None else now

@@ -139,7 +139,15 @@ def run(probe: Probe, identity: dict[str, Any], via: str) -> int:
             time.sleep(0.01)  # polling a release file: the probe is the thing being waited on
         else:
             outcome = "released"
-    journal.append(jdir, {**base, "event": "end", "t": time.monotonic(), "outcome": outcome})
+    extra: dict[str, Any] = {}
+    worker: int | None = None
+    if probe.kind is ProbeKind.KILLWORKER and str(os.getpid()) != os.environ.get(SCHEDULER_PID_ENV):
+        worker = executor_worker(os.getpid())
+        # the worker killed: a separate one, or the task's own process when the executor forked it directly;
+        # None when no process could be proven the executor's worker (then only the task is killed)
+        extra["worker"] = worker if worker is not None else (os.getpid() if forked_by_scheduler(os.getpid())
+                                                             else None)
+    journal.append(jdir, {**base, "event": "end", "t": time.monotonic(), "outcome": outcome, **extra})
     if probe.kind is ProbeKind.FAIL or outcome == "hang_timeout":
         return 1
     if probe.kind is ProbeKind.RAISE:
@@ -152,7 +160,6 @@ def run(probe: Probe, identity: dict[str, Any], via: str) -> int:
     if probe.kind is ProbeKind.KILLWORKER:
         if str(os.getpid()) == os.environ.get(SCHEDULER_PID_ENV):  # run inside the scheduler: never kill it
             raise ProbeRaised(f"conformance probe {probe.task_id} runs in the scheduler's process: not killed")
-        worker = executor_worker(os.getpid())
         if worker is not None:
             os.kill(worker, signal.SIGKILL)
         os.kill(os.getpid(), signal.SIGKILL)
@@ -180,16 +187,24 @@ def ancestry(pid: int, limit: int = 64) -> list[int]:
     return chain
 
 
-def executor_worker(pid: int) -> int | None:
-    """The process that runs this task for the executor: the ancestor (or ``pid`` itself) whose parent
-    is the scheduler's process. Without such an ancestor (a remote worker), the task's parent -- the
-    process waiting for it -- unless that is the scheduler or one of its ancestors. Never the scheduler."""
+def forked_by_scheduler(pid: int) -> bool:
+    """Whether ``pid`` descends from the scheduler's process (the executor's own work on this host)."""
     scheduler = int(os.environ.get(SCHEDULER_PID_ENV, "0") or 0)
-    protected = {scheduler, *ancestry(scheduler)} if scheduler else set()
+    return bool(scheduler) and scheduler in ancestry(pid)
+
+
+def executor_worker(pid: int) -> int | None:
+    """The process that runs this task for the executor -- only one that can be *proven* to be: the
+    ancestor whose parent is the scheduler's process (a child the executor forked). Without such an
+    ancestor the task runs under someone else's process tree (a batch scheduler's step daemon, a task
+    queue's worker, a container runtime): killing its parent would damage the backend being judged, not
+    simulate a lost worker, so nothing is killed but the task (None). Never the scheduler; never the task
+    itself when it is the executor's direct child."""
+    scheduler = int(os.environ.get(SCHEDULER_PID_ENV, "0") or 0)
+    if not scheduler:
+        return None
     chain = [pid, *ancestry(pid)]
     for child, parent in zip(chain, chain[1:]):
         if parent == scheduler:
-            return None if child == pid else child  # the task is the executor's direct child: itself
-    if len(chain) < 2 or chain[1] in protected:
-        return None
-    return chain[1]
+            return None if child == pid else child
+    return None

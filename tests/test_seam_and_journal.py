@@ -196,3 +196,28 @@ def test_killworker_targets_the_executors_child_never_the_scheduler(monkeypatch:
             os.kill(task, signal.SIGKILL)
         worker.kill()
         worker.wait()
+
+
+def test_killworker_never_kills_a_process_it_cannot_prove_is_the_executors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A task under someone else's process tree (a batch scheduler's step daemon, a task queue's worker): its
+    parent is the backend's daemon, not the executor's worker -- nothing may be killed but the task."""
+    import signal
+
+    from conformance import probes
+
+    daemon = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen([sys.executable, "
+                               "'-c', 'import time; time.sleep(60)']); print(p.pid, flush=True); p.wait()"],
+                              stdout=subprocess.PIPE, text=True)
+    task = 0
+    try:
+        assert daemon.stdout is not None
+        task = int(daemon.stdout.readline())
+        monkeypatch.setenv(probes.SCHEDULER_PID_ENV, str(daemon.pid + 10_000_000))  # a scheduler elsewhere
+        assert probes.executor_worker(task) is None
+        monkeypatch.delenv(probes.SCHEDULER_PID_ENV)
+        assert probes.executor_worker(task) is None
+    finally:
+        if task:
+            os.kill(task, signal.SIGKILL)
+        daemon.kill()
+        daemon.wait()

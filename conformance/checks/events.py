@@ -67,6 +67,12 @@ def dead_worker_reported_failed_others_reported(ctx: CheckContext) -> None:
                        f"({'reported' if h.terminal_events(victim.key) else 'not reported either'}): a result loop "
                        f"that stops at the one result it cannot read loses the others ({exc})") from None
     h.end()
+    if not any(run.worker_killed for run in h.runs(victim)):
+        raise ctx.not_supported(
+            "the task whose worker was to be killed does not run under a process the executor forked (no "
+            "ancestor of it is a child of the scheduler's process): the suite cannot prove which process is "
+            "your executor's worker, and killing the task's parent could take down your backend's own daemon. "
+            "Only the task itself was killed, which events.one_terminal_event_matching_journal judges")
     problems = []
     for task, wanted in [(victim, s.FAILED), *[(t, s.SUCCESS) for t in others]]:
         terminal = h.terminal_events(task.key)
