@@ -142,7 +142,7 @@ class CheckContext:
 
 
 #: the longest "what the executor did" a failure shows: past it the middle is cut, saying how much
-MAX_FINDING = 4000
+MAX_FINDING = 12000
 
 
 def bounded(text: str, limit: int = MAX_FINDING) -> str:

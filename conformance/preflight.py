@@ -51,6 +51,7 @@ def run_preflight(profile: ExecutorProfile, sandbox: Sandbox, model: TimeModel) 
     """Build, start, heartbeat idle, run ``SAMPLES`` no-op tasks and one failing task, end."""
     h = SchedulerHarness(profile.build(), sandbox, name="preflight", time_model=model, owner=_OWNER)
     tasks: list[QueuedTask] = []
+    calibration = Calibration()
     stage = "building and starting the executor"
     try:
         stage = "start()"
@@ -86,6 +87,12 @@ def run_preflight(profile: ExecutorProfile, sandbox: Sandbox, model: TimeModel) 
         return PreflightResult(calibration)
     except CallTimedOut as exc:
         h.abandon()  # it already blocked once: teardown must not wait on it again
+        if stage == "end()":
+            # Tasks ran end to end; only shutdown hung (an intermittent end() hang is not a reason to stop
+            # the run): named here, judged by LIFE-7, and the calibration stands.
+            return PreflightResult(calibration, f"end() blocks: {exc}; the tasks themselves ran end to end, so "
+                                   "the other checks run (lifecycle.end_returns_with_work_in_flight judges end())",
+                                   blocks=False)
         return PreflightResult(Calibration(error=str(exc)), f"{stage} blocks: {exc}")
     except (WaitTimedOut, Inconclusive) as exc:
         diagnosis, blocks = _diagnose(h, tasks, stage)

@@ -52,15 +52,44 @@ def run_check(spec: CheckSpec, profile: ExecutorProfile, sandbox: Sandbox,
     finally:
         problems, late = ctx.close()
     if problems:
-        teardown = str(ctx.fail("; ".join(problems)))
+        teardown, cause = teardown_finding(spec, problems)
         if verdict["outcome"] is Outcome.FAILED:
             verdict["message"] += "\n\nAlso found while tearing the check down:\n" + teardown
         else:
-            verdict.update(outcome=Outcome.FAILED, message=teardown)
+            verdict.update(outcome=Outcome.FAILED, message=teardown, cause=cause)
     if verdict["outcome"] is Outcome.PASSED and ctx.notes:
         verdict["message"] = "; ".join(ctx.notes)
     return CheckResult(spec.id, verdict["outcome"], verdict["message"], time.monotonic() - started, leaks=late,
                        cause=str(verdict.get("cause") or ""))
+
+
+#: teardown problems are findings of the lifecycle clauses, not of whichever check happened to tear down
+_TEARDOWN_CLAUSES = (
+    ("end() did not return", "lifecycle.end_returns_with_work_in_flight", "end() blocks past its budget"),
+    ("end() raised", "lifecycle.end_returns_with_work_in_flight", "end() raises"),
+    ("still running after the executor was ended", "lifecycle.end_waits_and_flushes",
+     "task work outlives end()"),
+    ("outlived end()", "lifecycle.end_waits_and_flushes", "processes outlive end()"),
+)
+
+
+def teardown_finding(spec: CheckSpec, problems: list[str]) -> tuple[str, str]:
+    """What tearing ``spec``'s check down found, as a finding of the clause it breaks (LIFE-7: end() is
+    bounded; LIFE-1: nothing outlives end()) and a cause that groups it with the same problem in other
+    checks -- never with ``spec``'s own title and fix, which would send the author to the wrong clause."""
+    from conformance import checks
+
+    text = "; ".join(problems)
+    check_id, cause = next(((cid, why) for needle, cid, why in _TEARDOWN_CLAUSES if needle in text),
+                           ("lifecycle.end_returns_with_work_in_flight", "teardown problem"))
+    owner = checks.get(check_id)
+    message = "\n".join([
+        f"[{spec.id}] tearing this check down found a problem of SPEC {owner.clause}: {owner.title} "
+        f"(judged by {owner.id}; this check found its own clause, {spec.clause}, unbroken)",
+        f"What the executor did: {text}",
+        f"What Airflow's scheduler expects: {owner.expects}",
+        f"How to fix: {owner.fix}"])
+    return message, f"teardown: {cause}"
 
 
 @contextlib.contextmanager

@@ -160,6 +160,46 @@ def test_a_teardown_problem_is_reported_even_when_the_check_already_failed(sandb
     assert "EndHangsAndNeverStarts.end() did not return within" in result.message
 
 
+class OnlyEndHangs(LocalExecutor):
+    """A correct executor but for end(), which never returns."""
+
+    def end(self) -> None:
+        threading.Event().wait()
+
+
+def test_a_teardown_problem_names_its_own_clause_not_the_checks(sandbox: Sandbox) -> None:
+    """The check held; tearing it down hit the hung end(): the finding is LIFE-7's (with its fix), grouped by
+    one cause across checks -- not the check's title and fix, which would send the author elsewhere."""
+    results = [run_check(checks.get(cid), ExecutorProfile(executor_class=OnlyEndHangs), sandbox,
+                         options=RunOptions(time=TimeModel(scale=0.3)))
+               for cid in ("events.buffer_flush_and_dag_filter", "heartbeat.empty_heartbeat_changes_nothing")]
+    for result in results:
+        assert result.outcome is Outcome.FAILED, result.message
+        assert "tearing this check down found a problem of SPEC LIFE-7" in result.message, result.message
+        assert result.cause == "teardown: end() blocks past its budget"
+    assert "found its own clause, EVT-3, unbroken" in results[0].message
+
+
+class EndHangsOnce(LocalExecutor):
+    """end() hangs the first time only (a race, as Airflow 3.3's LocalExecutor shows now and then)."""
+
+    hung = False
+
+    def end(self) -> None:
+        if not EndHangsOnce.hung:
+            EndHangsOnce.hung = True
+            threading.Event().wait()
+        super().end()
+
+
+def test_an_end_hang_in_the_preflight_is_named_but_does_not_stop_the_run(sandbox: Sandbox) -> None:
+    from conformance.preflight import run_preflight
+
+    result = run_preflight(ExecutorProfile(executor_class=EndHangsOnce), sandbox, TimeModel(scale=0.3))
+    assert not result.passed and not result.stops_the_run, result.diagnosis
+    assert "end() blocks" in result.diagnosis and result.calibration.samples >= 1
+
+
 class LateStarter(LocalExecutor):
     """A remote backend that keeps work and starts it later -- here: once the test opens the gate, after
     the check that queued it has ended (and end() returned without waiting)."""
