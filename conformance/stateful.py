@@ -172,7 +172,6 @@ class Tracked:
     queued_to: str = ""  # the harness (scheduler) it was queued to
     dropped: bool = False  # revoked, or reset by an adopting scheduler: no longer expected from anyone
     dropped_at: float = float("inf")
-    untracked_since: float | None = None  # accepted, tracked nowhere and not started: since when
 
     @property
     def outstanding(self) -> int:
@@ -459,8 +458,14 @@ class ExecutorMachine(RuleBasedStateMachine):
         """Stuck-in-queued handling: the scheduler revokes a TI (queued or already running)."""
         self._did("revoke", task=task)
         self._absorb()
-        item = self.tracked[task]
-        if item.dropped or not item.outstanding or item.task.key not in self.h.tasks:
+
+        def revocable(t: Tracked) -> bool:
+            return not t.dropped and bool(t.outstanding) and t.task.key in self.h.tasks
+
+        # The drawn task if the scheduler could still revoke it, else the first one it could (a finished
+        # task teaches nothing here; one beside others in flight does).
+        item = next((t for t in (self.tracked[task], *self.tracked) if revocable(t)), None)
+        if item is None:
             return
         self.h.call(f"revoke_task({item.task.task_id})", self.h.executor.revoke_task, ti=item.task.ti)
         item.dropped, item.dropped_at = True, time.monotonic()
@@ -640,29 +645,27 @@ class ExecutorMachine(RuleBasedStateMachine):
 
     @spec_property("every accepted workload is queued, running or reported")
     def nothing_vanishes(self) -> None:
-        """Accepted, tracked nowhere (not in queued_tasks, running or the event buffer), its work not
-        started: for longer than the ``report`` budget, nobody holds it -- it was dropped."""
+        """Accepted and not yet reported, yet tracked nowhere -- not in ``queued_tasks``, ``running`` or the
+        event buffer: between two scheduler calls a correct executor never has such a task (the base class
+        moves a key from queued to running within one heartbeat, ``success``/``fail`` from running to the
+        buffer within one call), so the scheduler can no longer account for it: dropped, or untracked."""
         if self.ended:
             return
-        ex, now, journal = self.h.executor, time.monotonic(), self.h.journal()
+        ex, journal = self.h.executor, self.h.journal()
         for item in self.tracked:
             if item.dropped or not item.outstanding or item.task.key not in self.h.tasks:
-                item.untracked_since = None
                 continue
             key = item.task.key
-            started = len(journal.runs_of(item.task.task_id)) >= item.accepted
-            held = key in ex.queued_tasks or key in ex.running or key in ex.event_buffer
-            if held or started:
-                item.untracked_since = None
+            if key in ex.queued_tasks or key in ex.running or key in ex.event_buffer:
                 continue
-            if item.untracked_since is None:
-                item.untracked_since = now
-            elif now - item.untracked_since > self.h.budget("report"):
-                queue = QUEUES[item.spec.queue]
-                self._violated("every accepted workload is queued, running or reported",
-                               f"{_describe_key(key)} (queue {queue!r}) left queued_tasks, is not in running, never "
-                               f"started and no event came in {now - item.untracked_since:.1f}s: it was dropped. "
-                               "A task the executor will not run must stay queued or be reported FAILED")
+            runs = journal.runs_of(item.task.task_id)
+            what = ("never started" if not runs else
+                    "is still running" if any(r.finished is None for r in runs) else "ended")
+            self._violated("every accepted workload is queued, running or reported",
+                           f"{_describe_key(key)} (queue {QUEUES[item.spec.queue]!r}) is not in queued_tasks, not in "
+                           f"running and not reported, and its work {what}: the scheduler can no longer account "
+                           "for it (dropped, or untracked). A task the executor will not run must stay queued or be "
+                           "reported FAILED; one that runs stays in running until its terminal event")
 
     @spec_property("work that ended has its terminal event within the report budget")
     def ended_work_is_reported(self) -> None:

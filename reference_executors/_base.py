@@ -105,6 +105,15 @@ class ReferenceExecutorBase(BaseExecutor):
             self.success(key, info)
         else:
             self.fail(key, info)
+        if self._next_run_pending(key):
+            # The key was queued again while this run went on (a deferred task resuming): success/fail just
+            # dropped it from `running`, but its next run is ours now -- the scheduler's has_task() must
+            # still see it, or a TI it finds queued looks lost (SPEC LIFE-5, PROP-8).
+            self.running.add(key)
+
+    def _next_run_pending(self, key: Any) -> bool:
+        """Whether a further run of ``key`` is held back in this executor (subclasses keep their own)."""
+        return False
 
     # -- stuck in queued -------------------------------------------------------------------------
     def revoke_task(self, *, ti: Any) -> None:

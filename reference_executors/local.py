@@ -134,6 +134,9 @@ class LocalExecutor(ReferenceExecutorBase):
         self.sync()
         self._pool.shutdown()
 
+    def _next_run_pending(self, key: Any) -> bool:
+        return key in self._held
+
     def _forget(self, key: Any) -> None:
         self._held.pop(key, None)
         proc = self._procs.pop(key, None)

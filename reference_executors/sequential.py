@@ -81,6 +81,9 @@ class SequentialExecutor(ReferenceExecutorBase):
         for key, _ in pending:
             self._report(key, FAILED, "terminated before it started")
 
+    def _next_run_pending(self, key: Any) -> bool:
+        return any(k == key for k, _ in self._pending)
+
     def _forget(self, key: Any) -> None:
         self._pending = [(k, p) for k, p in self._pending if k != key]
         self._unreported.pop(key, None)

@@ -964,8 +964,9 @@ NEGATIVE_CONTROLS: dict[str, list[Control]] = {
     "adoption.unadopted_never_reported": [Control(ReportsUnadopted, "reported or tracks TIs it handed back")],
     "stateful.scheduler_action_sequences": [
         Control(DropsEventWhenTwoRunTogether, "work that ended has its terminal event|every queued task gets a "
-                                              "terminal event"),
-        Control(ExceedsParallelismAfterRevoke, "tracked \\(has_task\\)|never more than parallelism|slots_available"),
+                                              "terminal event|queued, running or reported"),
+        Control(ExceedsParallelismAfterRevoke, "tracked \\(has_task\\)|never more than parallelism|slots_available|"
+                                               "queued, running or reported"),
         Control(DuplicateEventAfterMultiDagFilter, "get_event_buffer pops what it returns|after its terminal event"),
         Control(DropsUnservedQueue, "every accepted workload is queued, running or reported|every queued task gets "
                                     "a terminal event"),
