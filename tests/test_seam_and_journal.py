@@ -3,6 +3,7 @@ and the journal records what really ran. Driven through Airflow's *own* executor
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import subprocess
@@ -172,52 +173,46 @@ def test_shim_passes_real_commands_to_real_airflow(sandbox: Sandbox) -> None:
     assert compat.version_string() in result.stdout
 
 
+@contextlib.contextmanager
+def _parent_with_a_child() -> Iterator[tuple[int, int]]:
+    """A process (a worker, or a backend's daemon) with one child (a task): their pids, both killed after."""
+    import signal
+
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen([sys.executable, "
+                               "'-c', 'import time; time.sleep(60)']); print(p.pid, flush=True); p.wait()"],
+                              stdout=subprocess.PIPE, text=True)
+    child = 0
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        yield parent.pid, child
+    finally:
+        if child:
+            os.kill(child, signal.SIGKILL)
+        parent.kill()
+        parent.wait()
+
+
 def test_killworker_targets_the_executors_child_never_the_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
     """The ``killworker`` probe kills the ancestor that is the scheduler's child (the executor's worker),
     nothing above it; a task that is itself the scheduler's child has no separate worker."""
-    import signal
-
     from conformance import probes
 
     monkeypatch.setenv(probes.SCHEDULER_PID_ENV, str(os.getpid()))
-    worker = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen([sys.executable, "
-                               "'-c', 'import time; time.sleep(60)']); print(p.pid, flush=True); p.wait()"],
-                              stdout=subprocess.PIPE, text=True)
-    task = 0
-    try:
-        assert worker.stdout is not None
-        task = int(worker.stdout.readline())
-        assert probes.executor_worker(task) == worker.pid
-        assert probes.executor_worker(worker.pid) is None  # the task process is the worker itself
-        assert os.getpid() not in {probes.executor_worker(task), probes.executor_worker(worker.pid)}
-        assert worker.pid in probes.ancestry(task) and os.getpid() in probes.ancestry(task)
-    finally:
-        if task:
-            os.kill(task, signal.SIGKILL)
-        worker.kill()
-        worker.wait()
+    with _parent_with_a_child() as (worker, task):
+        assert probes.executor_worker(task) == worker
+        assert probes.executor_worker(worker) is None  # the task process is the worker itself
+        assert os.getpid() not in {probes.executor_worker(task), probes.executor_worker(worker)}
+        assert worker in probes.ancestry(task) and os.getpid() in probes.ancestry(task)
 
 
 def test_killworker_never_kills_a_process_it_cannot_prove_is_the_executors(monkeypatch: pytest.MonkeyPatch) -> None:
     """A task under someone else's process tree (a batch scheduler's step daemon, a task queue's worker): its
     parent is the backend's daemon, not the executor's worker -- nothing may be killed but the task."""
-    import signal
-
     from conformance import probes
 
-    daemon = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen([sys.executable, "
-                               "'-c', 'import time; time.sleep(60)']); print(p.pid, flush=True); p.wait()"],
-                              stdout=subprocess.PIPE, text=True)
-    task = 0
-    try:
-        assert daemon.stdout is not None
-        task = int(daemon.stdout.readline())
-        monkeypatch.setenv(probes.SCHEDULER_PID_ENV, str(daemon.pid + 10_000_000))  # a scheduler elsewhere
+    with _parent_with_a_child() as (daemon, task):
+        monkeypatch.setenv(probes.SCHEDULER_PID_ENV, str(daemon + 10_000_000))  # a scheduler elsewhere
         assert probes.executor_worker(task) is None
         monkeypatch.delenv(probes.SCHEDULER_PID_ENV)
         assert probes.executor_worker(task) is None
-    finally:
-        if task:
-            os.kill(task, signal.SIGKILL)
-        daemon.kill()
-        daemon.wait()
