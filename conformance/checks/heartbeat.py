@@ -103,7 +103,10 @@ def slots_account_for_work(ctx: CheckContext) -> None:
                f"after queueing {len(tasks)} tasks slots_available={ex.slots_available} (parallelism {total})")
     if not ctx.capabilities.get("single_threaded"):
         wait_started(h, tasks)
-        occupied = getattr(ex, "slots_occupied", total - ex.slots_available)
+        # slots_occupied is part of the scheduler's surface wherever the base class has it (2.8+): read,
+        # never defaulted (SURF-1); before 2.8 it is what slots_available leaves
+        base_has_it = hasattr(compat.base_executor_class(), "slots_occupied")
+        occupied = ex.slots_occupied if base_has_it else total - ex.slots_available
         ctx.expect(ex.slots_available == total - len(tasks) and occupied == len(tasks),
                    f"while {len(tasks)} tasks run: slots_available={ex.slots_available}, "
                    f"slots_occupied={occupied} (parallelism {total})")
@@ -335,7 +338,7 @@ def parallelism_zero_unlimited_or_refused(ctx: CheckContext) -> None:
         raise ctx.fail(f"built with parallelism 0, it accepted the value but did not start queued tasks: "
                        f"{exc}") from None
     if not compat.is_airflow3() and getattr(h.executor, "parallelism", None) == 0:
-        available = getattr(h.executor, "slots_available", sys.maxsize)
+        available = h.executor.slots_available
         ctx.expect(available == sys.maxsize,
                    f"slots_available is {available} with parallelism 0; Airflow 2 means unlimited (sys.maxsize)")
     h.drain_terminal(tasks)
