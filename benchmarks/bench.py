@@ -145,7 +145,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds per executor (alternating order)")
-    parser.add_argument("--only", choices=["throughput", "stateful"], help="measure only this")
+    parser.add_argument("--only", choices=["throughput", "stateful", "latency"], help="measure only this")
+    parser.add_argument("--latencies", default="0,1,3,5", help="round trips (s) of the latency sweep")
+    parser.add_argument("--loads", default="idle,busy", help="machine loads of the latency sweep")
+    parser.add_argument("--svg", metavar="FILE", help="the latency sweep's plot (default benchmarks/latency.svg)")
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--e2e", action="store_true", help="also time the e2e tier (a real scheduler; minutes)")
     args = parser.parse_args()
@@ -195,6 +198,17 @@ def _measure(args: argparse.Namespace) -> int:
     print(f"Airflow {airflow.__version__}, {os.cpu_count()} cores")
     if args.only == "throughput":
         _measure_throughput(args, results)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        return 0
+    if args.only == "latency":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import latency
+
+        swept = latency.sweep([float(x) for x in args.latencies.split(",")], tuple(args.loads.split(",")))
+        results["latency sweep"] = swept
+        print(latency.markdown(swept))
+        Path(args.svg or Path(__file__).with_name("latency.svg")).write_text(latency.svg(swept))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
         return 0

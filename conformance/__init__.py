@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["ExecutorProfile", "__version__", "declare_environment"]
+__all__ = ["Certificate", "CertifyOptions", "ExecutorProfile", "__version__", "certify", "declare_environment"]
 
 if TYPE_CHECKING:
+    from conformance.certification import Certificate, CertifyOptions, certify
     from conformance.profile import ExecutorProfile
 
 
@@ -33,4 +34,8 @@ def __getattr__(name: str) -> Any:
         from conformance.profile import ExecutorProfile
 
         return ExecutorProfile
+    if name in ("certify", "CertifyOptions", "Certificate"):
+        from conformance import certification
+
+        return getattr(certification, name)
     raise AttributeError(name)

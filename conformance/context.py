@@ -37,6 +37,8 @@ class RunOptions:
     derandomize: bool = False  # a fixed seed for the state machine (the suite's own tests use it)
     seed: int | None = None
     reproducer_dir: Path | None = None
+    #: this run's part of the state machine's exploration (lanes on separate instances: 1/lanes each)
+    exploration_share: float = 1.0
 
     def as_dict(self) -> dict[str, Any]:
         return {"time": self.time.as_dict(), "hypothesis_profile": self.hypothesis_profile,

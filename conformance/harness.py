@@ -322,7 +322,8 @@ class SchedulerHarness:
             self.collect()
 
         try:
-            wait_until(until, what, budget, poll=HEARTBEAT_CADENCE, each=loop, explain=lambda: self.snapshot(tasks))
+            wait_until(until, what, budget, poll=HEARTBEAT_CADENCE, each=loop, explain=lambda: self.snapshot(tasks),
+                       judged=True)
         except WaitTimedOut as exc:
             if tasks:
                 self.judge_timeout(exc, tasks, since, awaiting or "terminal")
@@ -354,7 +355,7 @@ class SchedulerHarness:
                  tasks: Sequence[QueuedTask] = ()) -> None:
         """Wait for a condition outside the executor (e.g. in the journal), without heartbeating."""
         wait_until(until, what, self.budget("event") if deadline is None else deadline,
-                   explain=lambda: self.snapshot(tasks))
+                   explain=lambda: self.snapshot(tasks), judged=True)
 
     # -- evidence --------------------------------------------------------------------------------
     def snapshot(self, tasks: Sequence[QueuedTask] = ()) -> str:
@@ -424,10 +425,11 @@ class SchedulerHarness:
             f"ended or was reported in the last {now - recent:.1f}s), so this is slowness, not a broken contract. "
             f"Re-run with a larger --conformance-time-scale (now {self.time_model.scale:g}).") from None
 
-    def ended_unreported(self, tasks: Sequence[QueuedTask]) -> dict[str, float]:
-        """Tasks whose work ended more than the ``report`` budget ago without a terminal event, with how
-        many seconds ago: the decisive evidence that an event is lost, not late."""
-        now, journal, report = time.monotonic(), self.journal(), self.budget("report")
+    def ended_unreported(self, tasks: Sequence[QueuedTask], after: float | None = None) -> dict[str, float]:
+        """Tasks whose work ended more than ``after`` seconds (default: the ``report`` budget) ago without a
+        terminal event, with how many seconds ago: the decisive evidence that an event is lost, not late."""
+        now, journal = time.monotonic(), self.journal()
+        report = self.budget("report") if after is None else after
         lost = {}
         for task in tasks:
             if self.terminal_events(task.key):

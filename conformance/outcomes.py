@@ -30,6 +30,8 @@ class Outcome(str, Enum):
     NOT_APPLICABLE = "not applicable"
     NOT_RUN = "not run"  # the preflight failed: the check could only have failed for the same reason
     ADVICE = "advice"
+    #: a failure the author listed, with a reason, as expected (a waiver; ``--strict`` accepts none)
+    EXPECTED_FAILURE = "expected failure"
 
 
 @dataclass
@@ -43,6 +45,29 @@ class CheckResult:
     #: the root cause, when it is not this check's own finding (an exception raised at one place, a
     #: call that blocks, events that never come): failures with one cause are grouped in the summary
     cause: str = ""
+
+
+def with_expectation(result: CheckResult, expected: str | None, strict: bool) -> CheckResult:
+    """``result`` as the certificate states it, once the author's expected failures (check id -> reason)
+    and ``--strict`` are applied. One definition for every route (pytest, ``certify()``, the CLI):
+
+    - a listed failure is an EXPECTED_FAILURE (under ``strict``: still FAILED, saying it was listed);
+    - a listed check that passed is FAILED: the listing is stale and must go;
+    - ADVICE under ``strict`` is FAILED; everything else stands."""
+    def becomes(outcome: Outcome, message: str) -> CheckResult:
+        return CheckResult(result.check_id, outcome, message, result.seconds, list(result.leaks), result.cause)
+
+    if result.outcome is Outcome.FAILED and expected:
+        if not strict:
+            return becomes(Outcome.EXPECTED_FAILURE, f"expected failure: {expected}")
+        return becomes(Outcome.FAILED, f"{result.message}\n\n(listed as an expected failure, {expected!r}; "
+                                       "--strict accepts no exceptions)")
+    if result.outcome is Outcome.ADVICE and strict:
+        return becomes(Outcome.FAILED, f"{result.message}\n\n(advice; --strict accepts no exceptions)")
+    if result.outcome in (Outcome.PASSED, Outcome.ADVICE) and expected:
+        return becomes(Outcome.FAILED, f"[{result.check_id}] is listed as an expected failure ({expected!r}) but "
+                                       "it passed: remove it from the expected failures")
+    return result
 
 
 class ConformanceFailure(AssertionError):

@@ -40,6 +40,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "from a calibration of the executor on this machine")
     group.addoption("--conformance-hypothesis-profile", action="store", default=None, choices=("ci", "thorough"),
                     help="state-machine effort: ci (a few dozen examples, default) or thorough (hundreds)")
+    group.addoption("--conformance-max-minutes", action="store", default=None, type=float, metavar="M",
+                    help="a ceiling for the whole run (a CI job's limit): what it cuts short is inconclusive, "
+                         "never a failure or a pass")
     group.addoption("--conformance-seed", action="store", default=None, type=int, metavar="N",
                     help="seed of the state machine's programmes (the report records the one used)")
     group.addoption("--conformance-coverage", action="store_true", default=False,
@@ -114,6 +117,7 @@ def read_settings(config: pytest.Config) -> Any:
         strict=bool(config.getoption("--conformance-strict")),
         coverage=bool(config.getoption("--conformance-coverage")),
         seed=config.getoption("--conformance-seed"),
+        max_minutes=config.getoption("--conformance-max-minutes"),
         hypothesis_profile=config.getoption("--conformance-hypothesis-profile") or "ci",
         e2e=e2e_requested(config))
 

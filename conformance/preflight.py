@@ -22,7 +22,7 @@ from conformance.outcomes import Inconclusive, describe_exception
 from conformance.probes import Probe, ProbeKind
 from conformance.profile import ExecutorProfile
 from conformance.sandbox import Sandbox
-from conformance.timing import Calibration, TimeModel, WaitTimedOut, machine_pace
+from conformance.timing import Calibration, CeilingReached, TimeModel, WaitTimedOut, machine_pace
 
 _OWNER = "preflight"
 #: The first round trip may take this many event budgets (at the floors) while it visibly progresses.
@@ -37,6 +37,8 @@ class PreflightResult:
     #: whether the diagnosis stops the run: only when no task can complete at all. When tasks do run but
     #: something specific is wrong (a task launched again and again), the checks that judge it must speak.
     blocks: bool = True
+    #: the run's ceiling (--max-minutes) ended the preflight: nothing was judged, nothing else can run
+    cut: bool = False
 
     @property
     def passed(self) -> bool:
@@ -94,6 +96,8 @@ def run_preflight(profile: ExecutorProfile, sandbox: Sandbox, model: TimeModel) 
                                    "the other checks run (lifecycle.end_returns_with_work_in_flight judges end())",
                                    blocks=False)
         return PreflightResult(Calibration(error=str(exc)), f"{stage} blocks: {exc}")
+    except CeilingReached as exc:
+        return PreflightResult(Calibration(error=str(exc)), f"{stage}: {exc}", cut=True)
     except (WaitTimedOut, Inconclusive) as exc:
         diagnosis, blocks = _diagnose(h, tasks, stage)
         return PreflightResult(Calibration(error=str(exc)), diagnosis, blocks)
@@ -106,11 +110,16 @@ def run_preflight(profile: ExecutorProfile, sandbox: Sandbox, model: TimeModel) 
 
 def _drain(h: SchedulerHarness, tasks: list[QueuedTask], model: TimeModel) -> None:
     """Heartbeat until every task has its terminal event; give up early on decisive evidence (a task
-    whose work ended more than the report budget ago without an event)."""
+    whose work ended more than the report budget ago without an event). Before the calibration, nobody
+    knows yet how late a backend reports: only a whole event budget of silence after the work ended is
+    decisive then -- a backend that reports seconds late is being measured, not judged."""
+    calibrated = model.calibration.samples > 0
+    silence = model.budget("report" if calibrated else "event")
+
     def settled() -> bool:
         if all(h.terminal_events(t.key) for t in tasks):
             return True
-        if h.ended_unreported(tasks):
+        if h.ended_unreported(tasks, silence):
             raise WaitTimedOut("work ended without a terminal event")
         return False
 

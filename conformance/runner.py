@@ -30,7 +30,10 @@ from conformance.outcomes import (
 )
 from conformance.profile import ExecutorProfile
 from conformance.sandbox import Sandbox
-from conformance.timing import WaitTimedOut
+from conformance.timing import CeilingReached, WaitTimedOut
+
+#: the one cause every check cut short by ``--max-minutes`` shares (grouped in the summary)
+CEILING_CAUSE = "the --max-minutes ceiling was reached"
 
 
 def run_check(spec: CheckSpec, profile: ExecutorProfile, sandbox: Sandbox,
@@ -100,6 +103,10 @@ def _verdicts(ctx: CheckContext, verdict: dict[str, Any]) -> Iterator[None]:
         verdict.update(outcome=Outcome.FAILED, message=str(exc))
     except Inconclusive as exc:
         verdict.update(outcome=Outcome.INCONCLUSIVE, message=f"[{ctx.spec.id}] (SPEC {ctx.spec.clause}) {exc}")
+    except CeilingReached as exc:
+        verdict.update(outcome=Outcome.INCONCLUSIVE, cause=CEILING_CAUSE,
+                       message=f"[{ctx.spec.id}] (SPEC {ctx.spec.clause}) {exc}: the budget was exhausted by the "
+                               "run's ceiling, not by the executor (raise --max-minutes, or leave it unset)")
     except CallTimedOut as exc:
         verdict.update(outcome=Outcome.FAILED, message=str(ctx.fail(str(exc))),
                        cause=f"{exc.label} blocks past its budget" if exc.label else "")

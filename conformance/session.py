@@ -9,14 +9,11 @@ as data on the report (``user_properties``), never parsed back from skip text.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
-import platform
 import random
 import shutil
 import signal
 import threading
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +23,8 @@ import pytest
 
 import conformance
 from conformance import checks
+from conformance.certification.certificate import Certificate, executor_package
+from conformance.certification.options import validate_check_ids
 from conformance.context import RunOptions
 from conformance.inherited import Inherited
 from conformance.outcomes import CheckResult, Outcome
@@ -39,10 +38,7 @@ from conformance.profile import (
 )
 from conformance.sandbox import Sandbox
 from conformance.timing import TimeModel
-from conformance.verdict import BLOCKING, Verdict, judge
 
-STATUS_ORDER = ("passed", "failed", "inconclusive", "not run", "not supported", "not applicable",
-                "expected failure", "advice")
 OUTCOME_PROPERTY = "conformance_outcome"
 MESSAGE_PROPERTY = "conformance_message"
 LEAKS_PROPERTY = "conformance_leaks"
@@ -67,11 +63,13 @@ class SessionSettings:
     hypothesis_profile: str = "ci"
     e2e: bool = False
     coverage: bool = False
+    max_minutes: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The options a certificate records (enough to re-run it the same way)."""
         return {"executor_kwargs": parse_kwargs(self.executor_kwargs), "backend_driver": self.backend_driver,
                 "time_scale": self.time_scale, "strict": self.strict, "e2e": self.e2e, "coverage": self.coverage,
+                "max_minutes": self.max_minutes, "overlap": None,
                 "hypothesis": {"profile": self.hypothesis_profile, "seed": self.seed},
                 "expected_failures": dict(self.expected_failures)}
 
@@ -165,17 +163,6 @@ def _forget_handler_in_children(previous: Any) -> None:
     _FORK_HOOKED = True
 
 
-def validate_check_ids(ids: Any, where: str) -> None:
-    """Unknown ids are one line, with the nearest known id for a typo."""
-    unknown = sorted(set(ids) - set(checks.catalogue()))
-    if unknown:
-        hints = [checks.suggest(cid) for cid in unknown]
-        raise ProfileError(f"unknown check id(s) in {where}: "
-                           + ", ".join(f"{cid}{f' (did you mean {hint}?)' if hint else ''}"
-                                       for cid, hint in zip(unknown, hints))
-                           + " (see `executor-conformance checks`)")
-
-
 class ConformanceSession:
     """One certification run, registered as a pytest plugin (on the controller and on each xdist worker).
 
@@ -190,7 +177,7 @@ class ConformanceSession:
         self.is_worker = hasattr(config, "workerinput")
         self.profile: ExecutorProfile | None = None
         self.sandbox: Sandbox | None = None
-        self.results: dict[str, dict[str, Any]] = {}
+        self.results: dict[str, CheckResult] = {}
         self.run: dict[str, Any] = {}
         self.leftovers: list[str] = []
         self.selected: set[str] = set(settings.checks)
@@ -208,6 +195,13 @@ class ConformanceSession:
 
     def bind(self, profile: ExecutorProfile, sandbox: Sandbox) -> None:
         import hypothesis.configuration
+
+        from conformance import timing
+
+        if self.settings.max_minutes:
+            if not self.settings.max_minutes > 0:
+                raise ProfileError(f"--conformance-max-minutes must be greater than 0, got {self.settings.max_minutes}")
+            timing.set_ceiling(self.started.timestamp() + self.settings.max_minutes * 60)
 
         self.profile, self.sandbox = profile, sandbox
         # hypothesis keeps a folder of its own (.hypothesis/); a certification writes nothing in the user's folder
@@ -249,6 +243,11 @@ class ConformanceSession:
         """The preflight's diagnosis when it stops the run (no task can complete), else empty."""
         self.run_options()
         return self.preflight.diagnosis if self.preflight is not None and self.preflight.stops_the_run else ""
+
+    def preflight_cut(self) -> bool:
+        """Whether the run's ceiling ended the preflight (then nothing was judged)."""
+        self.run_options()
+        return self.preflight is not None and self.preflight.cut
 
     def preflight_finding(self) -> str:
         """The preflight's diagnosis, also one that lets the other checks run."""
@@ -343,14 +342,14 @@ class ConformanceSession:
         outcome = props.get(OUTCOME_PROPERTY)
         if report.when == "call" or (report.failed and check_id not in self.results):
             status = _status(report, outcome)
-            message = _message(report) if hasattr(report, "wasxfail") else (props.get(MESSAGE_PROPERTY)
-                                                                             or _message(report))
-            self.results[check_id] = {"status": status, "message": message, "seconds": round(report.duration, 3),
-                                      "leaks": _strings(props.get(LEAKS_PROPERTY)),
-                                      "cause": str(props.get(CAUSE_PROPERTY) or "")}
+            message = str(props.get(MESSAGE_PROPERTY) or _message(report))
+            self.results[check_id] = CheckResult(check_id, Outcome(status), message, round(report.duration, 3),
+                                                 leaks=_strings(props.get(LEAKS_PROPERTY)),
+                                                 cause=str(props.get(CAUSE_PROPERTY) or ""))
         elif report.failed and report.when == "teardown":
-            self.results[check_id]["status"] = "failed"
-            self.results[check_id]["message"] += "\n" + _message(report)
+            result = self.results[check_id]
+            result.outcome = Outcome.FAILED
+            result.message += "\n" + _message(report)
 
     def _merge_run(self, run: dict[str, Any]) -> None:
         seeds = set(self.run.get("seeds", [])) | ({run["seed"]} if run.get("seed") is not None else set())
@@ -391,19 +390,19 @@ class ConformanceSession:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.results or self.is_worker:
             return
-        from conformance.summary import write_summary
+        from conformance.summary import publish, summary_lines
 
-        write_summary(self, terminalreporter)
+        terminalreporter.section("executor conformance")
+        certificate = self.certificate()
+        for text, style in summary_lines(certificate):
+            terminalreporter.write_line(text, **style)
+        for text in publish(certificate, self.report_dir, os.environ.get("GITHUB_STEP_SUMMARY")):
+            terminalreporter.write_line(text)
 
     # -- results -----------------------------------------------------------------------------------
     @property
     def label(self) -> str:
         return self.profile.label if self.profile is not None else str(self.run.get("executor", "executor_profile"))
-
-    def verdict(self) -> Verdict:
-        """The run's verdict (see conformance.verdict): complete, passed, and which tiers."""
-        expected = [cid for cid, spec in checks.catalogue().items() if spec.applies()]
-        return judge(self.results, expected, e2e=self.settings.e2e, strict=self.settings.strict)
 
     def inherited(self) -> Inherited | None:
         """Failures the executor's Airflow base class has too (computed once, on the controller)."""
@@ -412,75 +411,34 @@ class ConformanceSession:
         if not self._inherited_done:
             from conformance.inherited import inherited_failures
 
-            failed = sorted(c for c, r in self.results.items() if r["status"] == "failed")
+            failed = sorted(c for c, r in self.results.items() if r.outcome is Outcome.FAILED)
             preflight_failed = self.run.get("preflight", "passed") != "passed"
             self._inherited = (inherited_failures(self.profile, self.sandbox, self.run_options(), failed)
                                if failed and not preflight_failed else None)
             self._inherited_done = True
         return self._inherited
 
-    def failure_groups(self) -> list[dict[str, Any]]:
-        """Failures (and checks not run) that share a root cause, largest group first."""
-        groups: dict[str, list[str]] = {}
-        for check_id, result in sorted(self.results.items()):
-            if result["status"] in BLOCKING and result.get("cause"):
-                groups.setdefault(result["cause"], []).append(check_id)
-        return [{"cause": cause, "checks": ids}
-                for cause, ids in sorted(groups.items(), key=lambda g: -len(g[1])) if len(ids) > 1]
-
-    def counts_text(self) -> str:
-        counts = Counter(r["status"] for r in self.results.values())
-        return ", ".join(f"{counts[s]} {s}" for s in STATUS_ORDER if counts[s])
-
-    def build_report(self) -> dict[str, Any]:
-        from conformance import airflow_compat as compat
-        from conformance.report import SCHEMA_VERSION
-
-        entries = []
-        for check_id in sorted(self.results):
-            spec = checks.get(check_id)
-            entries.append({"id": check_id, "area": spec.area, "clause": spec.clause, "title": spec.title,
-                            **self.results[check_id]})
-        verdict = self.verdict()
+    def certificate(self) -> Certificate:
+        """The run as a certificate (the same type ``conformance.certify`` returns)."""
         run = self.run or ({"executor": self.profile.label, "executor_package": executor_package(self.profile.label),
                             "capabilities": self.profile.capability_set()} if self.profile is not None else {})
+        run = {**run, "expected_failures": run.get("expected_failures", dict(self.settings.expected_failures))}
         option = self.config.getoption
-        inherited = self.inherited()
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "duration_seconds": round((datetime.now(timezone.utc) - self.started).total_seconds(), 1),
-            "suite_version": conformance.__version__,
-            "airflow_version": compat.version_string(),
-            "python_version": platform.python_version(),
-            "platform": platform.platform(),
-            "executor": self.label,
-            "executor_package": run.get("executor_package"),
-            "verdict": verdict.kind.value,
-            "certified": verdict.kind.certifies,
-            "tiers": list(verdict.tiers),
-            "missing": list(verdict.missing),
-            "exceptions": verdict.exceptions,
-            "options": {**self.settings.as_dict(),
-                        "hypothesis": {"profile": self.settings.hypothesis_profile,
-                                       "seed": self.settings.seed if self.settings.seed is not None
-                                       else (run.get("seeds") or [run.get("seed")])[0]},
-                        "selection": {"checks": sorted(self.selected), "keyword": option("keyword") or None,
-                                      "markexpr": option("markexpr") or None, "deselected": self.deselected}},
-            "capabilities": run.get("capabilities", {}),
-            "expected_failures": run.get("expected_failures", dict(self.settings.expected_failures)),
-            "counts": dict(Counter(r["status"] for r in self.results.values())),
-            "time_model": run.get("time_model"),
-            "preflight": run.get("preflight"),
-            "failure_groups": self.failure_groups(),
-            "inherited_failures": ({"base": inherited.base_path, "checks": inherited.check_ids}
-                                   if inherited is not None else None),
-            "leftover_processes": self.leftovers,
-            "coverage": self.measure_coverage(),
-            "checks": entries,
-        }
+        options = {**self.settings.as_dict(),
+                   "hypothesis": {"profile": self.settings.hypothesis_profile,
+                                  "seed": self.settings.seed if self.settings.seed is not None
+                                  else (run.get("seeds") or [run.get("seed")])[0]},
+                   "selection": {"checks": sorted(self.selected), "keyword": option("keyword") or None,
+                                 "markexpr": option("markexpr") or None, "deselected": self.deselected}}
+        return Certificate(label=self.label, results=dict(self.results), run=run, options=options,
+                           e2e=self.settings.e2e, strict=self.settings.strict, started=self.started,
+                           leftovers=list(self.leftovers), inherited=self.inherited(),
+                           coverage=self.measure_coverage())
 
     def close(self) -> None:
+        from conformance import timing
+
+        timing.set_ceiling(None)
         if self.previous_sigterm is not None and threading.current_thread() is threading.main_thread():
             with contextlib.suppress(ValueError, TypeError):
                 signal.signal(signal.SIGTERM, self.previous_sigterm)  # the process outlives the session
@@ -490,22 +448,6 @@ class ConformanceSession:
             discard()
         if self.sandbox is not None:
             self.sandbox.deactivate()
-
-
-@functools.lru_cache(maxsize=8)
-def executor_package(label: str) -> dict[str, str | None]:
-    """The distribution that ships the executor's module, and its version (None for a loose module)."""
-    from importlib import metadata
-
-    top = label.replace(":", ".").split(".")[0]
-    dists = metadata.packages_distributions().get(top) or []
-    if not dists:
-        return {"name": top, "distribution": None, "version": None}
-    try:
-        version: str | None = metadata.version(dists[0])
-    except metadata.PackageNotFoundError:
-        version = None
-    return {"name": top, "distribution": dists[0], "version": version}
 
 
 def record(item: pytest.Item, result: CheckResult, run: dict[str, Any] | None = None) -> None:
@@ -547,11 +489,9 @@ def check_id_of(item: pytest.Item) -> str | None:
 
 
 def _status(report: pytest.TestReport, outcome: Any) -> str:
-    if hasattr(report, "wasxfail"):
-        return "expected failure" if report.skipped else "failed"
+    """The outcome the check recorded (expectations applied); pytest's own verdict only for a report
+    that carries none (an error in a fixture, an interrupted check)."""
     if isinstance(outcome, str) and outcome in {o.value for o in Outcome}:
-        if outcome in (Outcome.PASSED.value, Outcome.ADVICE.value) and report.failed:
-            return "failed"  # an expected failure that passed, or advice under --strict
         return outcome
     return "failed" if report.failed else "passed"
 

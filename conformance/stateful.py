@@ -68,7 +68,7 @@ from conformance.strategies import (
     parallelisms,
     task_specs,
 )
-from conformance.timing import TimeModel, WaitTimedOut, wait_until
+from conformance.timing import FLOORS, CeilingReached, TimeModel, WaitTimedOut, capped, wait_until
 
 #: At most this many tasks outstanding at once (held ones included): enough to fill six slots and queue
 #: behind them, few enough that a step stays cheap.
@@ -150,6 +150,8 @@ class MachineConfig:
     deadline: float = float("inf")
     shrink_budget: float = float("inf")
     shrink_deadline: float = float("inf")
+    #: the run's ceiling (--max-minutes) shortened the exploration budget: a pass is then inconclusive
+    ceiling_cut: bool = False
     #: every violation seen (property, recorded steps); the last is hypothesis' final (shrunk) replay
     violations: list[tuple[str, list[str], str]] = field(default_factory=list)
     exploration: Exploration = field(default_factory=Exploration)
@@ -189,7 +191,7 @@ def _guarded(step: _Rule) -> _Rule:
     def run(self: ExecutorMachine, *args: Any, **kwargs: Any) -> Any:
         try:
             return step(self, *args, **kwargs)
-        except (PropertyViolated, BudgetSpent):
+        except (PropertyViolated, BudgetSpent, CeilingReached):
             raise
         except CallTimedOut as exc:
             self._violated("executor calls return and do not raise", f"in {step.__name__}: {exc}")
@@ -789,7 +791,7 @@ class ExecutorMachine(RuleBasedStateMachine):
 
         try:
             wait_until(lambda: not self._awaited(), "every outstanding task's terminal event", h.budget("event"),
-                       poll=0.02, each=loop)
+                       poll=0.02, each=loop, judged=True)
         except WaitTimedOut:
             names = [getattr(t, "task_id", None) or t.task.task_id for t in self._awaited()]
             self._violated("every queued task gets a terminal event",
@@ -913,24 +915,31 @@ def other_workloads(profile: ExecutorProfile) -> tuple[str, ...]:
 
 
 def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None, time_model: TimeModel | None = None,
-                capabilities: dict[str, bool] | None = None, hypothesis_profile: str = "ci") -> type[ExecutorMachine]:
-    """``ExecutorMachine`` bound to ``profile`` (capabilities read once) with its budgets."""
+                capabilities: dict[str, bool] | None = None, hypothesis_profile: str = "ci",
+                share: float = 1.0) -> type[ExecutorMachine]:
+    """``ExecutorMachine`` bound to ``profile`` (capabilities read once) with its budgets.
+
+    ``share`` is this instance's part of the exploration budget when several explore at once (lanes on
+    separate executor instances): the budget is counted in round trips of exploration, so ``n`` lanes
+    spend it in 1/n of the wall time -- never below the floor each."""
     caps = capabilities if capabilities is not None else profile.capability_set()
     tm = time_model or TimeModel()
     factor = PROFILES[hypothesis_profile]["budget_factor"] if hypothesis_profile in PROFILES else 1.0
+    exploration = max(tm.budget("state_machine") * factor * share, FLOORS["state_machine"] * tm.scale)
+    exploration, cut = capped(exploration)
     config = MachineConfig(profile=profile, sandbox=sandbox or ensure_active(), time=tm,
                            can_revoke=bool(caps.get("revoke")), can_adopt=bool(caps.get("adoption")),
                            can_hold=not getattr(profile.executor_type(), "is_single_threaded", False),
                            other_workloads=other_workloads(profile),
-                           deadline=time.monotonic() + tm.budget("state_machine") * factor,
-                           shrink_budget=tm.budget("shrink") * factor)
+                           deadline=time.monotonic() + exploration, ceiling_cut=cut,
+                           shrink_budget=capped(tm.budget("shrink") * factor)[0])
     return type("ExecutorMachine", (ExecutorMachine,), {"config": config})
 
 
 def run_stateful(profile: ExecutorProfile, sandbox: Sandbox, *, hypothesis_profile: str = "ci",
                  derandomize: bool = False, reproducer_dir: Path | None = None, time_model: TimeModel | None = None,
                  capabilities: dict[str, bool] | None = None, seed: int | None = None,
-                 shrink: bool = True, examples: int | None = None) -> Exploration:
+                 shrink: bool = True, examples: int | None = None, share: float = 1.0) -> Exploration:
     """Run the machine; return what it explored, or raise PropertyViolated with the minimal programme and
     a reproducer built from the recorded steps.
 
@@ -939,9 +948,10 @@ def run_stateful(profile: ExecutorProfile, sandbox: Sandbox, *, hypothesis_profi
     failing programme as found. ``examples`` explores that many programmes whatever they cost, instead of a
     time budget: with ``derandomize`` the same programmes on any machine (the suite's own tests, which ask
     whether a bug is caught and must not depend on how busy the machine is)."""
-    machine = machine_for(profile, sandbox, time_model, capabilities, hypothesis_profile)
+    machine = machine_for(profile, sandbox, time_model, capabilities, hypothesis_profile, share)
     if examples is not None:
         machine.config.deadline = float("inf")
+        machine.config.ceiling_cut = False
     if seed is not None and not derandomize:
         from hypothesis import seed as fix_seed
 
@@ -956,11 +966,13 @@ def run_stateful(profile: ExecutorProfile, sandbox: Sandbox, *, hypothesis_profi
         group = getattr(exc, "exceptions", None)
         if isinstance(group, tuple) and group:  # an exception group: report the first real failure
             exc = next((e for e in group if isinstance(e, PropertyViolated)), group[0])
+        if isinstance(exc, CeilingReached) and not config.violations:
+            raise CeilingReached(f"{exc} ({config.exploration.describe()})") from None
         if not config.violations:
             if isinstance(exc, BudgetSpent) or config.out_of_time():
                 # The budget ended generation (hypothesis may call a programme cut short 'flaky'): every
                 # step that ran held.
-                return config.exploration
+                return _unless_cut(config)
             raise PropertyViolated(f"the executor broke no named SPEC PROP invariant, but a step raised: "
                                    f"{type(exc).__name__}: {exc}") from None
         shrunk = isinstance(exc, PropertyViolated)
@@ -976,6 +988,14 @@ def run_stateful(profile: ExecutorProfile, sandbox: Sandbox, *, hypothesis_profi
             f"{detail}\n\nMinimal failing programme ({len(steps)} steps; {config.exploration.describe()}):\n"
             f"{textwrap.indent(programme, '    ')}\n\nReplay it: pytest {path}") from None
     config.exploration.seconds = time.monotonic() - started
+    return _unless_cut(config)
+
+
+def _unless_cut(config: MachineConfig) -> Exploration:
+    """The exploration of a pass -- unless the run's ceiling cut its budget short: then less was explored
+    than a certificate promises, and the check is inconclusive, never a pass."""
+    if config.ceiling_cut:
+        raise CeilingReached(f"the state machine's exploration budget was cut short ({config.exploration.describe()})")
     return config.exploration
 
 

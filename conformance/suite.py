@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from conformance import checks
-from conformance.catalog import CheckSpec
-from conformance.checks.preflight import PREFLIGHT_ID
-from conformance.outcomes import CheckResult, Outcome
-from conformance.runner import run_check
+from conformance import checks, timing
+from conformance.checks.preflight import PREFLIGHT_ID, preflight_result
+from conformance.outcomes import CheckResult, Outcome, with_expectation
+from conformance.runner import CEILING_CAUSE, run_check
 from conformance.session import record
 
 
@@ -37,15 +36,6 @@ def _session(request: pytest.FixtureRequest, profile: Any, sandbox: Any) -> Any:
     return state
 
 
-def _preflight_result(spec: CheckSpec, diagnosis: str) -> CheckResult:
-    if not diagnosis:
-        return CheckResult(spec.id, Outcome.PASSED)
-    message = "\n".join([f"[{spec.id}] violates SPEC {spec.clause}: {spec.title}",
-                          f"What the executor did: {diagnosis}",
-                          f"What Airflow's scheduler expects: {spec.expects}", f"How to fix: {spec.fix}"])
-    return CheckResult(spec.id, Outcome.FAILED, message, cause=f"preflight: {diagnosis}")
-
-
 @pytest.mark.parametrize("check_id", sorted(checks.catalogue()))
 def test_check(conformance_sandbox: Any, executor_profile: Any, check_id: str,
                request: pytest.FixtureRequest) -> None:
@@ -56,26 +46,20 @@ def test_check(conformance_sandbox: Any, executor_profile: Any, check_id: str,
         result = CheckResult(check_id, Outcome.NOT_RUN, f"not run: the preflight failed ({preflight_failed}); "
                              "fix that first -- this check could only have failed for the same reason",
                              cause=f"preflight: {preflight_failed}")
+    elif timing.remaining() == 0.0:
+        result = CheckResult(check_id, Outcome.INCONCLUSIVE, f"[{check_id}] not started: {CEILING_CAUSE} before "
+                             "its turn came; nothing was judged", cause=CEILING_CAUSE)
     elif check_id == PREFLIGHT_ID:  # the session ran it already (it calibrated the run): its verdict stands
-        result = _preflight_result(spec, state.preflight_finding())
+        result = preflight_result(spec, state.preflight_finding(), state.preflight_cut())
     else:
         result = run_check(spec, executor_profile, conformance_sandbox, capabilities, options)
-    record(request.node, result, state.run_info())
-    expected = executor_profile.expected_failures.get(check_id)
-    strict = state.settings.strict
-    if result.outcome in (Outcome.NOT_APPLICABLE, Outcome.NOT_SUPPORTED, Outcome.NOT_RUN):
-        pytest.skip(f"{result.outcome.value}: {result.message}")
-    if result.outcome is Outcome.INCONCLUSIVE:
-        pytest.fail(f"INCONCLUSIVE: {result.message}", pytrace=False)
-    if result.outcome is Outcome.FAILED:
-        if expected and not strict:
-            pytest.xfail(f"expected failure: {expected}")
-        if expected:
-            pytest.fail(f"{result.message}\n\n(listed as an expected failure, {expected!r}; --strict accepts no "
-                        "exceptions)", pytrace=False)
-        pytest.fail(result.message, pytrace=False)
-    if result.outcome is Outcome.ADVICE and strict:
-        pytest.fail(f"{result.message}\n\n(advice; --strict accepts no exceptions)", pytrace=False)
-    if expected:
-        pytest.fail(f"[{check_id}] is listed as an expected failure ({expected!r}) but it passed: "
-                    "remove it from the expected failures", pytrace=False)
+    stated = with_expectation(result, executor_profile.expected_failures.get(check_id), state.settings.strict)
+    record(request.node, stated, state.run_info())
+    if stated.outcome in (Outcome.NOT_APPLICABLE, Outcome.NOT_SUPPORTED, Outcome.NOT_RUN):
+        pytest.skip(f"{stated.outcome.value}: {stated.message}")
+    if stated.outcome is Outcome.INCONCLUSIVE:
+        pytest.fail(f"INCONCLUSIVE: {stated.message}", pytrace=False)
+    if stated.outcome is Outcome.EXPECTED_FAILURE:
+        pytest.xfail(stated.message)
+    if stated.outcome is Outcome.FAILED:
+        pytest.fail(stated.message, pytrace=False)

@@ -65,6 +65,35 @@ class WaitTimedOut(AssertionError):
         self.cause = cause  # a root cause shared by every check that times out the same way
 
 
+class CeilingReached(Exception):
+    """The run's ceiling (``--max-minutes``) ended a wait or an exploration before its own budget did: the
+    budget was exhausted by the user's limit, which is never evidence -- the check is *inconclusive*."""
+
+
+#: wall-clock time (``time.time()``, comparable across processes) when the whole run must stop, or None
+_CEILING: list[float] = []
+
+
+def set_ceiling(at: float | None) -> None:
+    """Every later wait of this process ends by ``at`` (epoch seconds) at the latest; None lifts it."""
+    _CEILING[:] = [] if at is None else [at]
+
+
+def ceiling() -> float | None:
+    return _CEILING[0] if _CEILING else None
+
+
+def remaining() -> float | None:
+    """Seconds left before the run's ceiling (never below 0), or None without one."""
+    return max(0.0, _CEILING[0] - time.time()) if _CEILING else None
+
+
+def capped(budget: float) -> tuple[float, bool]:
+    """``budget``, shortened to what the ceiling leaves; and whether it had to be."""
+    left = remaining()
+    return (left, True) if left is not None and left < budget else (budget, False)
+
+
 #: called as ``listener(what, waited, budget)`` every LONG_WAIT_EVERY seconds of one long wait: the
 #: session shows a live line naming what the check is waiting for (a slow backend looks alive).
 LONG_WAIT_LISTENERS: list[Callable[[str, float, float], None]] = []
@@ -72,13 +101,19 @@ LONG_WAIT_EVERY = 5.0
 
 
 def wait_until(condition: Callable[[], T], what: str, budget: float, *, poll: float = 0.01,
-               explain: Callable[[], str] | None = None, each: Callable[[], None] | None = None) -> T:
+               explain: Callable[[], str] | None = None, each: Callable[[], None] | None = None,
+               judged: bool = False) -> T:
     """Call ``each`` (if given) then ``condition`` until it returns something truthy; return that.
 
     Past ``budget`` seconds raise ``WaitTimedOut`` naming ``what`` and, through ``explain``, the state
     that explains why it did not happen. The pause between polls is an ``Event.wait`` -- the process
-    is waiting for a condition, not sleeping as synchronisation."""
+    is waiting for a condition, not sleeping as synchronisation.
+
+    A ``judged`` wait (one a verdict rests on) ends at the run's ceiling at the latest, raising
+    ``CeilingReached`` if that cut it short; clean-up waits keep their own (short) budgets."""
     started = time.monotonic()
+    full_budget = budget
+    budget, cut = capped(budget) if judged else (budget, False)
     limit = started + budget
     pause = threading.Event()
     told = started
@@ -94,6 +129,9 @@ def wait_until(condition: Callable[[], T], what: str, budget: float, *, poll: fl
             for listener in LONG_WAIT_LISTENERS:
                 listener(what, now - started, budget)
         if now > limit:
+            if cut:
+                raise CeilingReached(f"the run's --max-minutes ceiling ended the wait for {what} after "
+                                     f"{budget:.1f}s of its {full_budget:.1f}s budget")
             detail = ""
             if explain is not None:
                 try:

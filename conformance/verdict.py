@@ -56,14 +56,20 @@ def tier_of(check_id: str) -> str:
     return "e2e" if check_id.startswith("e2e.") else "contract"
 
 
-def judge(results: Mapping[str, Mapping[str, Any]], expected: Iterable[str], *, e2e: bool,
+def status_of(result: Any) -> str:
+    """A result's status string: a ``CheckResult``'s outcome value, or a report entry's ``status``."""
+    outcome = getattr(result, "outcome", None)
+    return str(outcome.value) if outcome is not None else str(result["status"])
+
+
+def judge(results: Mapping[str, Any], expected: Iterable[str], *, e2e: bool,
           strict: bool = False) -> Verdict:
-    """The verdict for ``results`` (check id -> {"status": ...}).
+    """The verdict for ``results`` (check id -> ``CheckResult``, or a report entry with a "status").
 
     ``expected`` is the catalogue's ids that apply to this Airflow; with ``e2e`` False the e2e tier is
     not part of what the certificate covers (it is opt-in), so its checks are not missing."""
     tiers = ("contract", "e2e") if e2e else ("contract",)
-    statuses = {cid: str(r["status"]) for cid, r in results.items()}
+    statuses = {cid: status_of(r) for cid, r in results.items()}
     blocking = {cid: s for cid, s in statuses.items() if s in BLOCKING or (strict and s in EXCEPTIONS)}
     exceptions = {cid: s for cid, s in statuses.items() if s in EXCEPTIONS}
     missing = tuple(sorted(cid for cid in expected if tier_of(cid) in tiers and cid not in statuses))

@@ -21,19 +21,36 @@ LATENCY = 1.5
 class SlowBackend(LocalExecutor):
     """Mix in first: ``type("Slow", (SlowBackend, Broken), {})`` delays Broken's starts and reports."""
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, latency: float | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        #: seconds before a start and before a terminal event (``--executor-kwargs '{"latency": 5}'``)
+        self.latency = LATENCY if latency is None else float(latency)
         self._starting: dict[Any, tuple[float, Any]] = {}
         self._reporting: list[tuple[float, Any, str, str]] = []
 
+    def _in_flight_here(self, key: Any) -> bool:
+        """Still on its way to start, or its terminal event still on its way back."""
+        return key in self._starting or any(r[1] == key for r in self._reporting)
+
     def _dispatch(self, key: Any, payload: Any) -> None:
-        if key in self._procs or key in self._starting:
+        if self._in_flight_here(key):
+            self._held[key] = payload  # queued again while in flight: the executor's own rule, hold it back
+            return
+        if key in self._procs or key in self.event_buffer:
             super()._dispatch(key, payload)  # the executor's own rule for a key that is still running
             return
-        self._starting[key] = (time.monotonic() + LATENCY, payload)
+        self._starting[key] = (time.monotonic() + self.latency, payload)
+
+    def _start_held_runs(self) -> None:
+        waiting = {key: self._held.pop(key) for key in list(self._held) if self._in_flight_here(key)}
+        super()._start_held_runs()
+        self._held.update(waiting)
+
+    def _next_run_pending(self, key: Any) -> bool:
+        return key in self._starting or bool(super()._next_run_pending(key))
 
     def _report(self, key: Any, state: str, info: str) -> None:
-        self._reporting.append((time.monotonic() + LATENCY, key, state, info))
+        self._reporting.append((time.monotonic() + self.latency, key, state, info))
 
     def sync(self) -> None:
         now = time.monotonic()
@@ -76,3 +93,10 @@ def behind_latency(executor: type) -> type:
 
 
 SlowReferenceLocal = behind_latency(LocalExecutor)
+
+# Broken executors behind the same latency, importable by name (the overlapped workers rebuild the executor
+# from its dotted path): a slow backend must not hide a defect (benchmarks/latency.py).
+from tests.broken_executors import ReversedPriority, RunsEachTaskTwice  # noqa: E402
+
+SlowReversedPriority = behind_latency(ReversedPriority)
+SlowRunsEachTaskTwice = behind_latency(RunsEachTaskTwice)

@@ -24,7 +24,8 @@ def scheduler_action_sequences(ctx: CheckContext) -> None:
     try:
         explored = run_stateful(ctx.profile, ctx.sandbox, hypothesis_profile=opts.hypothesis_profile,
                                 derandomize=opts.derandomize, reproducer_dir=opts.reproducer_dir,
-                                time_model=opts.time, capabilities=ctx.capabilities, seed=opts.seed)
+                                time_model=opts.time, capabilities=ctx.capabilities, seed=opts.seed,
+                                share=opts.exploration_share)
     except PropertyViolated as exc:
         raise ctx.fail(str(exc)) from None
     ctx.note(explored.describe())

@@ -130,7 +130,8 @@ def _wait_for_terminal(ctx: CheckContext, h: SchedulerHarness, key: Any, what: s
                 f"in running: {key in h.executor.running}")
 
     try:
-        wait_until(done, f"a terminal event for the {what}", ctx.budget("event"), poll=0.05, explain=explain)
+        wait_until(done, f"a terminal event for the {what}", ctx.budget("event"), poll=0.05, explain=explain,
+                   judged=True)
     except WaitTimedOut as exc:
         raise ctx.fail(f"{exc}{accepted}") from None
     finally:
