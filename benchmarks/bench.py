@@ -67,9 +67,9 @@ def e2e_wall(executor: str) -> tuple[float, dict[str, float]]:
 
 def state_machine_rate(executor: str) -> dict[str, float]:
     """The ``ci`` state machine on its own (calibrated floors): programmes per second, steps and tasks."""
-    from conformance.profile import ExecutorProfile
-    from conformance.sandbox import ensure_active
-    from conformance.stateful import run_stateful
+    from conformance.groundtruth.sandbox import ensure_active
+    from conformance.harness.profile import ExecutorProfile
+    from conformance.harness.stateful import run_stateful
 
     explored = run_stateful(ExecutorProfile.from_path(executor), ensure_active())
     return {"programmes": explored.examples, "seconds": round(explored.seconds, 2),
@@ -103,9 +103,9 @@ END_HANGS: dict[str, int] = defaultdict(int)
 
 def throughput(executor_cls: type, tasks: int, parallelism: int = 4) -> tuple[float, float]:
     """tasks/s and median queue->terminal-event latency (ms) for no-op probes."""
-    from conformance.harness import CallTimedOut, SchedulerHarness
-    from conformance.probes import Probe, ProbeKind
-    from conformance.sandbox import ensure_active
+    from conformance.groundtruth.probes import Probe, ProbeKind
+    from conformance.groundtruth.sandbox import ensure_active
+    from conformance.harness.scheduler import CallTimedOut, SchedulerHarness
 
     h = SchedulerHarness(executor_cls(parallelism=parallelism), ensure_active(), name="bench").start()
     queued = [h.make(Probe.new(ProbeKind.OK)) for _ in range(tasks)]
@@ -152,7 +152,7 @@ def main() -> int:
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--e2e", action="store_true", help="also time the e2e tier (a real scheduler; minutes)")
     args = parser.parse_args()
-    from conformance.sandbox import ensure_active
+    from conformance.groundtruth.sandbox import ensure_active
 
     box = ensure_active()
     try:

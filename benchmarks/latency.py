@@ -58,7 +58,7 @@ def certify_point(executor: str, round_trip: float) -> dict[str, Any]:
         command += ["--executor-kwargs", json.dumps({"latency": round_trip / 2})]
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        subprocess.run(command + ["--report", str(Path(tmp) / "report")], cwd=tmp, env=env, capture_output=True,
+        subprocess.run([*command, "--report", str(Path(tmp) / "report")], cwd=tmp, env=env, capture_output=True,
                        text=True, timeout=3600, check=False)
         wall = time.perf_counter() - started
         report = json.loads((Path(tmp) / "report" / "report.json").read_text())

@@ -15,14 +15,14 @@ __all__ = ["Certificate", "CertifyOptions", "ExecutorProfile", "__version__", "c
 
 if TYPE_CHECKING:
     from conformance.certification import Certificate, CertifyOptions, certify
-    from conformance.profile import ExecutorProfile
+    from conformance.harness.profile import ExecutorProfile
 
 
 def declare_environment(*pids: int) -> None:
     """Declare processes your fixtures or backend started *after* the first executor was built as your
     environment: the suite never ends them (nor what they start). Those alive before it are declared
     automatically."""
-    from conformance.processes import declare_environment as declare
+    from conformance.groundtruth.processes import declare_environment as declare
 
     declare(*pids)
 
@@ -31,7 +31,7 @@ def __getattr__(name: str) -> Any:
     # Lazy re-export so that ``from conformance import ExecutorProfile`` works without
     # importing the profile machinery (and Airflow) when the package is merely loaded.
     if name == "ExecutorProfile":
-        from conformance.profile import ExecutorProfile
+        from conformance.harness.profile import ExecutorProfile
 
         return ExecutorProfile
     if name in ("certify", "CertifyOptions", "Certificate"):

@@ -91,12 +91,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _certify(args: argparse.Namespace) -> int:
     if args.airflow_info:
-        from conformance import airflow_compat as compat
+        from conformance.harness import airflow_compat as compat
 
         print(f"Airflow {compat.version_string()}; Python {sys.version.split()[0]}")
         return 0
 
-    from conformance.settings import pyproject_settings
+    from conformance.certification.settings import pyproject_settings
 
     executor = args.executor or pyproject_settings(Path.cwd()).get("executor")
     if not executor:
@@ -114,9 +114,9 @@ def _certify(args: argparse.Namespace) -> int:
 def _certify_with_core(args: argparse.Namespace, executor: str, report: Path) -> int:
     """Exit 0: certified (or PARTIAL without failures); 1: not; 4: bad input."""
     from conformance.certification import CertifyOptions, certify
-    from conformance.profile import ProfileError, parse_kwargs
-    from conformance.settings import pyproject_settings
-    from conformance.summary import ansi, publish, summary_lines
+    from conformance.certification.settings import pyproject_settings
+    from conformance.certification.summary import ansi, publish, summary_lines
+    from conformance.harness.profile import ProfileError, parse_kwargs
 
     table = pyproject_settings(Path.cwd())
     colour = sys.stdout.isatty()
@@ -229,7 +229,7 @@ def _explain(check_id: str) -> int:
 
 def _diff(old: Path, new: Path) -> int:
     """Exit 0: nothing newly fails; 1: a regression; 4: a report could not be read."""
-    from conformance.diff import diff_paths
+    from conformance.reporting.diff import diff_paths
 
     try:
         diffs = diff_paths(old, new)
@@ -242,8 +242,8 @@ def _diff(old: Path, new: Path) -> int:
 
 def _matrix(paths: list[str], output: str | None) -> int:
     """A report that cannot be read is a warning (the matrix shows the others); none readable is an error."""
-    from conformance.matrix import render_matrix
-    from conformance.report import load_report
+    from conformance.reporting.matrix import render_matrix
+    from conformance.reporting.report import load_report
 
     reports = []
     for raw in paths:

@@ -16,8 +16,8 @@ from typing import Any
 from airflow.executors.base_executor import BaseExecutor
 from airflow.utils.state import TaskInstanceState
 
-from conformance import airflow_compat as compat
-from conformance.strategies import DAGS
+from conformance.harness import airflow_compat as compat
+from conformance.harness.strategies import DAGS
 from reference_executors import _bridge
 from reference_executors._base import ReferenceExecutorBase
 from reference_executors._pool import PooledTask
@@ -440,7 +440,7 @@ class ReportsUnadopted(LocalExecutor):
 
 
 def _requeue_payload(ti: Any) -> Any:
-    from conformance import airflow_compat as compat
+    from conformance.harness import airflow_compat as compat
 
     handle = compat.make_task(ti.dag_id, ti.task_id, ti.run_id, try_number=ti.key.try_number)
     if _bridge.IS_AIRFLOW3:
@@ -1007,8 +1007,8 @@ _NEEDS_BASE_METHOD = {"revoke": "revoke_task", "cleanup_stuck": "cleanup_stuck_q
 def missing_on_this_airflow(check_id: str) -> str | None:
     """Why no executor can have a capability the check needs on the installed Airflow (revoke_task only
     exists since 2.10), or None. Such a check is rightly 'not supported' for every executor here."""
-    from conformance import airflow_compat as compat
     from conformance import checks
+    from conformance.harness import airflow_compat as compat
 
     base = compat.base_executor_class()
     for need in checks.get(check_id).needs:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conformance.sandbox import Sandbox, ensure_active
+from conformance.groundtruth.sandbox import Sandbox, ensure_active
 
 pytest_plugins = ["pytester"]
 

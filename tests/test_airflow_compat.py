@@ -6,7 +6,7 @@ import airflow
 import pytest
 from airflow.executors.base_executor import BaseExecutor
 
-from conformance import airflow_compat as compat
+from conformance.harness import airflow_compat as compat
 
 
 class _Recorder(BaseExecutor):

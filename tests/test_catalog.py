@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conformance import checks
-from conformance.capabilities import DECLARED, explain_unmet, unmet
-from conformance.catalog import AREAS, check
+from conformance.harness.capabilities import DECLARED, explain_unmet, unmet
+from conformance.harness.catalog import AREAS, check
 
 
 def test_a_misspelt_capability_is_refused_at_registration() -> None:

@@ -1,4 +1,4 @@
-"""Airflow's CeleryExecutor on a real Redis and a real worker (``conformance.celery_backend``).
+"""Airflow's CeleryExecutor on a real Redis and a real worker (``conformance.backends.celery``).
 
 Runs in the e2e environments (``tox -e e2e2``/``e2e3``, which install the celery provider and need
 Debian's ``redis-server``): every e2e scenario passes under a real scheduler with a celery worker that
@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from conformance import checks
-from conformance.outcomes import Outcome
-from conformance.profile import ExecutorProfile
-from conformance.runner import run_check
+from conformance.harness.outcomes import Outcome
+from conformance.harness.profile import ExecutorProfile
+from conformance.harness.runner import run_check
 
 pytestmark = [
     pytest.mark.e2e,
@@ -32,7 +32,7 @@ E2E_CHECKS = sorted(c for c in checks.catalogue() if c.startswith("e2e."))
 
 @pytest.fixture(scope="module")
 def celery_profile(sandbox: Any) -> Iterator[ExecutorProfile]:
-    from conformance.celery_backend import CeleryRedisBroker
+    from conformance.backends.celery import CeleryRedisBroker
 
     driver = CeleryRedisBroker()  # before the executor's module: its Celery app reads the broker URL at import
     from airflow.providers.celery.executors.celery_executor import CeleryExecutor

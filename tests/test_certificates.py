@@ -17,11 +17,11 @@ import jsonschema
 import pytest
 
 from conformance import cli
-from conformance.diff import diff_reports
-from conformance.html_report import render_html
-from conformance.matrix import render_matrix
-from conformance.report import SCHEMA_PATH
-from conformance.verdict import VerdictKind, judge
+from conformance.certification.verdict import VerdictKind, judge
+from conformance.reporting.diff import diff_reports
+from conformance.reporting.html_report import render_html
+from conformance.reporting.matrix import render_matrix
+from conformance.reporting.report import SCHEMA_PATH
 
 REPO = Path(__file__).resolve().parent.parent
 CATALOGUE = ["attributes.a", "heartbeat.b", "lifecycle.c", "e2e.d"]
@@ -185,7 +185,7 @@ CONFTEST = textwrap.dedent("""
 def test_the_conftest_route_gets_the_same_summary_and_report(pytester: pytest.Pytester, tmp_path: Path,
                                                             workers: list[str]) -> None:
     pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_certify="from conformance.suite import test_check  # noqa: F401\n")
+    pytester.makepyfile(test_certify="from conformance.pytest_plugin.suite import test_check  # noqa: F401\n")
     collected = pytester.runpytest_subprocess("--collect-only", "-q", "-p", "no:cacheprovider").stdout.str()
     assert "lifecycle.end_waits_and_flushes" in collected and "e2e." not in collected  # e2e only when asked
     report = tmp_path / "report"

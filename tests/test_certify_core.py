@@ -44,7 +44,7 @@ def certify_in_a_fresh_process(executor: str, **options: Any) -> dict[str, Any]:
 
 
 def _schema() -> dict[str, Any]:
-    from conformance.report import SCHEMA_PATH
+    from conformance.reporting.report import SCHEMA_PATH
 
     schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
     return schema
@@ -98,7 +98,7 @@ def test_the_ceiling_makes_what_it_cuts_inconclusive_never_failed_or_passed() ->
 
 def test_bad_input_is_one_line() -> None:
     from conformance import CertifyOptions
-    from conformance.profile import ProfileError
+    from conformance.harness.profile import ProfileError
 
     with pytest.raises(ProfileError, match=r"unknown check id\(s\) in checks: heartbeat\.priority_ordr \(did you mean"):
         CertifyOptions(checks=("heartbeat.priority_ordr",))
@@ -110,8 +110,8 @@ def test_bad_input_is_one_line() -> None:
 
 def test_lanes_share_the_exploration_budget_only_where_it_holds_several_floors() -> None:
     from conformance.certification.core import lanes_for
-    from conformance.context import RunOptions
-    from conformance.timing import Calibration, TimeModel
+    from conformance.harness.context import RunOptions
+    from conformance.harness.timing import Calibration, TimeModel
 
     fast = RunOptions(time=TimeModel(calibration=Calibration(round_trip=0.05)))
     remote = RunOptions(time=TimeModel(calibration=Calibration(round_trip=5.0)))
@@ -121,7 +121,7 @@ def test_lanes_share_the_exploration_budget_only_where_it_holds_several_floors()
 
 def test_merged_lanes_keep_the_evidence_of_a_failing_lane() -> None:
     from conformance.certification.core import merge_lanes
-    from conformance.outcomes import CheckResult, Outcome
+    from conformance.harness.outcomes import CheckResult, Outcome
 
     sid = "stateful.scheduler_action_sequences"
     passed = CheckResult(sid, Outcome.PASSED, "explored 3 programmes", 2.0)

@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 
 from conformance import checks
-from conformance.catalog import CATALOG
-from conformance.outcomes import Outcome
-from conformance.profile import ExecutorProfile
-from conformance.runner import run_check
-from conformance.sandbox import Sandbox
+from conformance.groundtruth.sandbox import Sandbox
+from conformance.harness.catalog import CATALOG
+from conformance.harness.outcomes import Outcome
+from conformance.harness.profile import ExecutorProfile
+from conformance.harness.runner import run_check
 from reference_executors import LocalExecutor
 from tests.broken_executors import ForgetsRunning
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conformance.faultproxy import FaultProxy
+from conformance.backends.faultproxy import FaultProxy
 
 #: generous: each wait ends as soon as the bytes arrive; only a broken proxy waits this long
 BUDGET = 30.0

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from conformance import checks
-from conformance.context import RunOptions
-from conformance.outcomes import Outcome
-from conformance.profile import ExecutorProfile
-from conformance.runner import run_check
-from conformance.timing import TimeModel
+from conformance.harness.context import RunOptions
+from conformance.harness.outcomes import Outcome
+from conformance.harness.profile import ExecutorProfile
+from conformance.harness.runner import run_check
+from conformance.harness.timing import TimeModel
 from tests.broken_executors import NEGATIVE_CONTROLS, Control, area_marks, missing_on_this_airflow
 
 #: Broken executors often fail by missing a budget; a correct executor meets it in milliseconds. The

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from conformance import airflow_compat as compat
 from conformance import checks
-from conformance.outcomes import Outcome
-from conformance.profile import ExecutorProfile
-from conformance.runner import run_check
+from conformance.harness import airflow_compat as compat
+from conformance.harness.outcomes import Outcome
+from conformance.harness.profile import ExecutorProfile
+from conformance.harness.runner import run_check
 from reference_executors.faults import StateDirectoryOutage
 from tests.broken_executors import REFERENCE, area_marks, missing_on_this_airflow
 
@@ -54,7 +54,7 @@ def test_sequential_reports_adoption_not_supported_on_this_airflow(sandbox: obje
 def test_single_threaded_executor_that_adopts_nothing_is_not_judged_on_adoption(sandbox: object) -> None:
     """Confirmed by behaviour, also without a held task in a blocking heartbeat: a single-threaded executor
     whose override hands every TI back cannot adopt, so ADOPT-2/3 are not supported (never failed)."""
-    from conformance.confirm import confirmed_capabilities
+    from conformance.certification.confirm import confirmed_capabilities
     from tests.broken_executors import SequentialDeclinesAdoption
 
     profile = ExecutorProfile(executor_class=SequentialDeclinesAdoption)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.sandbox import TEAM_NAME, Sandbox, team_settings
+from conformance.groundtruth.sandbox import TEAM_NAME, Sandbox, team_settings
 
 
 def _clean_env(home: Path) -> dict[str, str]:
@@ -26,7 +26,7 @@ def _clean_env(home: Path) -> dict[str, str]:
 def test_airflow_home_is_private_and_removed_afterwards(tmp_path: Path) -> None:
     script = textwrap.dedent("""
         import os, sys
-        from conformance.sandbox import Sandbox
+        from conformance.groundtruth.sandbox import Sandbox
         box = Sandbox.create().activate()
         from airflow.configuration import AIRFLOW_HOME, conf
         from airflow.executors.base_executor import BaseExecutor
@@ -55,7 +55,7 @@ def test_a_certification_run_leaves_no_trace_in_home(tmp_path: Path) -> None:
 
 
 def test_leaked_probe_processes_are_killed_and_reported(sandbox: Sandbox) -> None:
-    from conformance import probes
+    from conformance.groundtruth import probes
 
     probe = probes.Probe.new(probes.ProbeKind.HANG)
     proc = subprocess.Popen([str(sandbox.shim_dir / "airflow"), "tasks", "run", "d", probe.task_id, "r"],
@@ -67,7 +67,7 @@ def test_leaked_probe_processes_are_killed_and_reported(sandbox: Sandbox) -> Non
             threading.Event().wait(0.01)
         leaked = sandbox.kill_leaked_probes()
         assert [r.task_id for r in leaked] == [probe.task_id]
-        from conformance.journal import pid_alive
+        from conformance.groundtruth.journal import pid_alive
 
         assert not pid_alive(proc.pid), "the leaked probe process is still alive"
     finally:
@@ -92,7 +92,7 @@ def test_team_settings_mirror_the_sandbox_for_multi_team_executors(sandbox: Sand
 
 def test_failure_messages_are_bounded() -> None:
     """A sentence repeated per poll is shown once with its count; a long finding loses its middle, saying so."""
-    from conformance.context import bounded
+    from conformance.harness.context import bounded
 
     assert bounded("task x still runs; task x still runs; task x still runs; y") == "task x still runs (x3); y"
     long = bounded("; ".join(f"task {i} lost" for i in range(2000)), limit=400)
@@ -100,7 +100,7 @@ def test_failure_messages_are_bounded() -> None:
 
 
 def test_transcript_folds_repeated_polls() -> None:
-    from conformance.harness import _collapse_cycles, _Line
+    from conformance.harness.scheduler import _collapse_cycles, _Line
 
     lines = [_Line(0, 0, "A: queue(x)")] + [_Line(i, i, text) for i in range(10) for text in
                                            ("A: heartbeat() (1 ms)", "A: get_event_buffer() -> {} (0 ms)")]
@@ -112,7 +112,7 @@ def test_raised_at_names_the_executors_own_frame_first() -> None:
     """A library raised (json here, urllib3 for a real executor): the executor's own line comes first."""
     import json
 
-    from conformance.outcomes import cause_of, describe_exception
+    from conformance.harness.outcomes import cause_of, describe_exception
 
     def executor_code() -> None:
         json.loads("{not json")
@@ -128,7 +128,7 @@ def test_raised_at_names_the_executors_own_frame_first() -> None:
 def test_executor_calls_write_relative_paths_into_the_sandbox(sandbox: Sandbox, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """An executor that writes into its working directory writes into the sandbox, not the user's folder."""
-    from conformance.harness import SchedulerHarness
+    from conformance.harness.scheduler import SchedulerHarness
     from reference_executors import LocalExecutor
 
     class ScribblesInCwd(LocalExecutor):

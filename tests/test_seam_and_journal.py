@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from conformance import airflow_compat as compat
-from conformance import seam
-from conformance.harness import SchedulerHarness
-from conformance.journal import Journal
-from conformance.probes import Probe, ProbeKind, decode
-from conformance.sandbox import Sandbox
+from conformance.groundtruth import seam
+from conformance.groundtruth.journal import Journal
+from conformance.groundtruth.probes import Probe, ProbeKind, decode
+from conformance.groundtruth.sandbox import Sandbox
+from conformance.harness import airflow_compat as compat
+from conformance.harness.scheduler import SchedulerHarness
 
 AF3 = compat.is_airflow3()
 #: where the seam intercepts a 3.x task: ``supervise_task`` (3.3) or ``supervise`` (3.0-3.2)
@@ -47,7 +47,7 @@ def test_non_probe_task_passes_through_untouched() -> None:
 
 
 def test_journal_counts_concurrency(sandbox: Sandbox) -> None:
-    from conformance import journal
+    from conformance.groundtruth import journal
 
     jdir = sandbox.root / "journal_unit"
     jdir.mkdir()
@@ -196,7 +196,7 @@ def _parent_with_a_child() -> Iterator[tuple[int, int]]:
 def test_killworker_targets_the_executors_child_never_the_scheduler(monkeypatch: pytest.MonkeyPatch) -> None:
     """The ``killworker`` probe kills the ancestor that is the scheduler's child (the executor's worker),
     nothing above it; a task that is itself the scheduler's child has no separate worker."""
-    from conformance import probes
+    from conformance.groundtruth import probes
 
     monkeypatch.setenv(probes.SCHEDULER_PID_ENV, str(os.getpid()))
     with _parent_with_a_child() as (worker, task):
@@ -209,7 +209,7 @@ def test_killworker_targets_the_executors_child_never_the_scheduler(monkeypatch:
 def test_killworker_never_kills_a_process_it_cannot_prove_is_the_executors(monkeypatch: pytest.MonkeyPatch) -> None:
     """A task under someone else's process tree (a batch scheduler's step daemon, a task queue's worker): its
     parent is the backend's daemon, not the executor's worker -- nothing may be killed but the task."""
-    from conformance import probes
+    from conformance.groundtruth import probes
 
     with _parent_with_a_child() as (daemon, task):
         monkeypatch.setenv(probes.SCHEDULER_PID_ENV, str(daemon + 10_000_000))  # a scheduler elsewhere

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 
 from conformance import checks
-from conformance.context import RunOptions
-from conformance.outcomes import Outcome
-from conformance.preflight import run_preflight
-from conformance.profile import ExecutorProfile
-from conformance.runner import run_check
-from conformance.sandbox import Sandbox
-from conformance.timing import TimeModel, machine_pace
+from conformance.certification.preflight import run_preflight
+from conformance.groundtruth.sandbox import Sandbox
+from conformance.harness.context import RunOptions
+from conformance.harness.outcomes import Outcome
+from conformance.harness.profile import ExecutorProfile
+from conformance.harness.runner import run_check
+from conformance.harness.timing import TimeModel, machine_pace
 from reference_executors.faults import StateDirectoryOutage
 from tests import broken_executors as broken
 from tests.slow_backend import LATENCY, SlowReferenceLocal, behind_latency

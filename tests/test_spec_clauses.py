@@ -31,7 +31,7 @@ def test_every_clause_is_judged_or_said_not_to_be() -> None:
 
 
 def test_the_state_machine_judges_every_prop_clause() -> None:
-    from conformance.stateful import ExecutorMachine
+    from conformance.harness.stateful import ExecutorMachine
 
     props = {c for c in CLAUSES if c.startswith("PROP-")}
     assert set(ExecutorMachine.CLAUSES) == props, (sorted(props), sorted(ExecutorMachine.CLAUSES))

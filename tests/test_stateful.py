@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from conformance import checks
-from conformance.outcomes import Outcome
-from conformance.profile import ExecutorProfile
-from conformance.runner import run_check
-from conformance.sandbox import Sandbox
-from conformance.stateful import ExecutorMachine, PropertyViolated, hypothesis_settings, run_stateful
+from conformance.groundtruth.sandbox import Sandbox
+from conformance.harness.outcomes import Outcome
+from conformance.harness.profile import ExecutorProfile
+from conformance.harness.runner import run_check
+from conformance.harness.stateful import ExecutorMachine, PropertyViolated, hypothesis_settings, run_stateful
 from tests.broken_executors import NEGATIVE_CONTROLS, REFERENCE, STATEFUL_ONLY, Control, RebuildsKeyFromNames
 
 REPO = Path(__file__).resolve().parent.parent

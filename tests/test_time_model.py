@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from conformance import checks
-from conformance.confirm import confirmed_capabilities
-from conformance.context import RunOptions
-from conformance.outcomes import Outcome
-from conformance.profile import ExecutorProfile
-from conformance.runner import run_check
-from conformance.sandbox import Sandbox
-from conformance.timing import FLOORS, Calibration, TimeModel, WaitTimedOut, wait_until
+from conformance.certification.confirm import confirmed_capabilities
+from conformance.groundtruth.sandbox import Sandbox
+from conformance.harness.context import RunOptions
+from conformance.harness.outcomes import Outcome
+from conformance.harness.profile import ExecutorProfile
+from conformance.harness.runner import run_check
+from conformance.harness.timing import FLOORS, Calibration, TimeModel, WaitTimedOut, wait_until
 from reference_executors.local import LocalExecutor
 from tests import broken_executors as broken
 
@@ -76,7 +76,7 @@ def test_a_backend_still_progressing_is_inconclusive_not_failed(sandbox: Sandbox
     original = spec.func
 
     def eight_tasks(ctx: Any) -> None:
-        from conformance.probes import Probe, ProbeKind
+        from conformance.groundtruth.probes import Probe, ProbeKind
 
         h = ctx.harness(parallelism=8)
         tasks = [h.queue(Probe.new(ProbeKind.OK)) for _ in range(8)]
@@ -193,7 +193,7 @@ class EndHangsOnce(LocalExecutor):
 
 
 def test_an_end_hang_in_the_preflight_is_named_but_does_not_stop_the_run(sandbox: Sandbox) -> None:
-    from conformance.preflight import run_preflight
+    from conformance.certification.preflight import run_preflight
 
     result = run_preflight(ExecutorProfile(executor_class=EndHangsOnce), sandbox, TimeModel(scale=0.3))
     assert not result.passed and not result.stops_the_run, result.diagnosis
@@ -218,7 +218,7 @@ class LateStarter(LocalExecutor):
 
 
 def test_work_that_runs_after_its_check_ended_is_reported_against_that_check(sandbox: Sandbox) -> None:
-    from conformance.probes import Probe, ProbeKind
+    from conformance.groundtruth.probes import Probe, ProbeKind
 
     first = checks.get("lifecycle.repeated_build_start_end")
     original = first.func
@@ -248,7 +248,7 @@ def test_work_that_runs_after_its_check_ended_is_reported_against_that_check(san
 
 def test_a_long_wait_is_announced_while_it_lasts(monkeypatch: pytest.MonkeyPatch) -> None:
     """The live line: listeners hear about a wait that goes on, with what it waits for."""
-    from conformance import timing
+    from conformance.harness import timing
 
     heard: list[tuple[str, float, float]] = []
     monkeypatch.setattr(timing, "LONG_WAIT_EVERY", 0.05)

@@ -2,7 +2,7 @@
 
     python validation/run_celery.py [--report-root reports] [--e2e] [-- pytest args]
 
-The backend comes from ``conformance.celery_backend``: ``redis-server`` (Debian package) on 127.0.0.1,
+The backend comes from ``conformance.backends.celery``: ``redis-server`` (Debian package) on 127.0.0.1,
 a fault proxy in front of it for HB-5, and a celery worker, all started by the certification run itself
 and stopped by PID when it ends. Two runs:
 
@@ -28,7 +28,7 @@ HB5 = "heartbeat.survives_transient_backend_error"
 
 def certify(report: Path, driver: str, extra: list[str]) -> bool:
     cmd = [sys.executable, "-m", "conformance.cli", "certify", EXECUTOR, "--report", str(report),
-           "--backend-driver", f"conformance.celery_backend.{driver}", "-p", "no:randomly", *extra]
+           "--backend-driver", f"conformance.backends.celery.{driver}", "-p", "no:randomly", *extra]
     code = subprocess.call(cmd)
     wrote = (report / "report.json").exists()
     print(f"validation: certify ({driver}) exited {code}; report {'written' if wrote else 'MISSING'}: {report}")

@@ -17,11 +17,11 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import conformance
-from conformance.outcomes import CheckResult, Outcome
-from conformance.verdict import BLOCKING, Verdict, judge
+from conformance.certification.verdict import BLOCKING, Verdict, judge
+from conformance.harness.outcomes import CheckResult, Outcome
 
 if TYPE_CHECKING:
-    from conformance.inherited import Inherited
+    from conformance.certification.inherited import Inherited
 
 #: the order in which counts are shown (tables, the verdict line)
 STATUS_ORDER: tuple[Outcome, ...] = (Outcome.PASSED, Outcome.FAILED, Outcome.INCONCLUSIVE, Outcome.NOT_RUN,
@@ -72,15 +72,15 @@ class Certificate:
         """Write report.json, report.md, report.html and badge.json into ``directory``; returns the paths."""
         from pathlib import Path
 
-        from conformance.report import write_outputs
+        from conformance.reporting.report import write_outputs
 
         return write_outputs(Path(directory), self.record())
 
     def record(self) -> dict[str, Any]:
-        """The certificate as ``report.json`` (schema ``conformance/schemas/report.schema.json``)."""
-        from conformance import airflow_compat as compat
+        """The certificate as ``report.json`` (schema ``conformance/reporting/schemas/report.schema.json``)."""
         from conformance import checks
-        from conformance.report import SCHEMA_VERSION
+        from conformance.harness import airflow_compat as compat
+        from conformance.reporting.report import SCHEMA_VERSION
 
         entries = []
         for check_id in sorted(self.results):

@@ -5,7 +5,7 @@ order: the sandbox, the profile and its constructor, the preflight (which calibr
 the capabilities confirmed by behaviour, every selected check -- overlapped on worker processes where
 the executor can be rebuilt there -- the expected failures and ``--strict``, the inherited deviations,
 and returns a ``Certificate``. The CLI is a front end to it; the pytest plugin is the other route to the
-same certificate (``conformance.session``), for authors who want pytest's selection and reporting.
+same certificate (``conformance.pytest_plugin.session``), for authors who want pytest's selection and reporting.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 from conformance.certification.certificate import Certificate, executor_package
 from conformance.certification.options import CertifyOptions
-from conformance.outcomes import CheckResult, Outcome, with_expectation
+from conformance.harness.outcomes import CheckResult, Outcome, with_expectation
 
 #: the state machine's exploration is split into this many lanes at most (one executor instance each)
 MAX_LANES = 4
@@ -38,14 +38,14 @@ def certify(executor: Any, options: CertifyOptions | None = None, *,
     Returns the certificate (``.verdict``, ``.results``, ``.record()``, ``.write(dir)``); raises
     ``ProfileError`` -- one line naming the problem -- for an executor that cannot be imported or built.
     ``on_result`` is called with each check's result as it is known (a progress display)."""
-    from conformance import timing
     from conformance.certification.overlap import rebuildable
+    from conformance.harness import timing
 
     opts = options or CertifyOptions()
     started = datetime.now(timezone.utc)
     timing.set_ceiling(time.time() + opts.max_minutes * 60 if opts.max_minutes else None)
     pool = _start_pool(rebuildable(executor, opts.executor_kwargs), opts)
-    from conformance.sandbox import Sandbox  # the sandbox before anything imports Airflow
+    from conformance.groundtruth.sandbox import Sandbox  # the sandbox before anything imports Airflow
 
     sandbox = Sandbox.create().activate()
     try:
@@ -73,12 +73,13 @@ def _start_pool(rebuildable: tuple[str, dict[str, Any]] | None, opts: CertifyOpt
 
 def _certify(executor: Any, opts: CertifyOptions, sandbox: Any, pool: Any, started: datetime,
              on_result: OnResult) -> Certificate:
-    from conformance import checks, processes
-    from conformance.confirm import confirmed_capabilities
-    from conformance.context import RunOptions
-    from conformance.preflight import run_preflight
-    from conformance.profile import ExecutorProfile, check_constructible, load_backend_driver
-    from conformance.timing import TimeModel
+    from conformance import checks
+    from conformance.certification.confirm import confirmed_capabilities
+    from conformance.certification.preflight import run_preflight
+    from conformance.groundtruth import processes
+    from conformance.harness.context import RunOptions
+    from conformance.harness.profile import ExecutorProfile, check_constructible, load_backend_driver
+    from conformance.harness.timing import TimeModel
 
     if isinstance(executor, ExecutorProfile):
         profile = executor
@@ -112,7 +113,7 @@ def _certify(executor: Any, opts: CertifyOptions, sandbox: Any, pool: Any, start
     others = [cid for cid in selected if cid != PREFLIGHT_ID]
     leftovers: list[str] = []
     if preflight.cut:
-        from conformance.runner import CEILING_CAUSE
+        from conformance.harness.runner import CEILING_CAUSE
 
         for cid in others:
             done(_not_started(cid, CEILING_CAUSE))
@@ -134,7 +135,7 @@ def _certify(executor: Any, opts: CertifyOptions, sandbox: Any, pool: Any, start
     inherited = None
     failed = sorted(cid for cid, r in results.items() if r.outcome is Outcome.FAILED)
     if opts.inherited and failed and not stops:
-        from conformance.inherited import inherited_failures
+        from conformance.certification.inherited import inherited_failures
 
         inherited = inherited_failures(profile, sandbox, run_options, failed)
     run = {"executor": profile.label, "executor_package": executor_package(profile.label),
@@ -159,8 +160,9 @@ def _selection(opts: CertifyOptions) -> list[str]:
 
 
 def _run_here(check_id: str, profile: Any, sandbox: Any, capabilities: dict[str, bool], options: Any) -> CheckResult:
-    from conformance import checks, timing
-    from conformance.runner import CEILING_CAUSE, run_check
+    from conformance import checks
+    from conformance.harness import timing
+    from conformance.harness.runner import CEILING_CAUSE, run_check
 
     if timing.remaining() == 0.0:
         return _not_started(check_id, CEILING_CAUSE)
@@ -176,9 +178,10 @@ def _run_overlapped(pool: Any, check_ids: list[str], profile: Any, capabilities:
                     options: Any, opts: CertifyOptions, done: OnResult) -> list[str]:
     """Run ``check_ids`` on the pool (the state machine in lanes); returns the ids the parent must run
     itself: the e2e tier (one deployment, in the parent's sandbox) and whatever no worker could take."""
-    from conformance import checks, timing
+    from conformance import checks
     from conformance.certification.overlap import Job, auto_workers
-    from conformance.runner import CEILING_CAUSE
+    from conformance.harness import timing
+    from conformance.harness.runner import CEILING_CAUSE
 
     workers = opts.overlap or auto_workers(options.time.calibration, os.cpu_count() or 1,
                                            getattr(profile, "max_overlap", None))
@@ -223,8 +226,8 @@ def lanes_for(options: Any, workers: int) -> int:
     """Into how many lanes the state machine's exploration is split: one per worker (at most
     ``MAX_LANES``), but no more than its budget holds floors: a fast executor's exploration is the floor
     already, and splitting it would only take workers from the other checks."""
-    from conformance.stateful import PROFILES
-    from conformance.timing import FLOORS
+    from conformance.harness.stateful import PROFILES
+    from conformance.harness.timing import FLOORS
 
     model = options.time
     factor = float(PROFILES.get(options.hypothesis_profile, {}).get("budget_factor", 1.0))

@@ -42,7 +42,7 @@ class CertifyOptions:
     inherited: bool = True
 
     def __post_init__(self) -> None:
-        from conformance.profile import ProfileError
+        from conformance.harness.profile import ProfileError
 
         if not self.time_scale > 0:
             raise ProfileError(f"time scale must be greater than 0, got {self.time_scale}")
@@ -69,7 +69,7 @@ class CertifyOptions:
 def validate_check_ids(ids: Iterable[str], where: str) -> None:
     """Unknown ids are one line, with the nearest known id for a typo."""
     from conformance import checks
-    from conformance.profile import ProfileError
+    from conformance.harness.profile import ProfileError
 
     unknown = sorted(set(ids) - set(checks.catalogue()))
     if unknown:

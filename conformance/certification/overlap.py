@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from conformance.outcomes import CheckResult, Outcome
-from conformance.timing import Calibration
+from conformance.harness.outcomes import CheckResult, Outcome
+from conformance.harness.timing import Calibration
 
 #: a calibrated round trip at least this long means the checks mostly wait: overlap more of them
 WAITING_ROUND_TRIP = 1.0
@@ -158,7 +158,7 @@ class Worker:
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         if self.root:
-            from conformance import processes
+            from conformance.groundtruth import processes
 
             processes.end_processes(processes.session_processes(self.root), 1.0)
             shutil.rmtree(self.root, ignore_errors=True)
@@ -180,7 +180,7 @@ class Overlap:
         return len(self.workers)
 
     def grow(self, count: int) -> None:
-        from conformance import processes
+        from conformance.groundtruth import processes
 
         self._logs.mkdir(parents=True, exist_ok=True)
         while len(self.workers) < count:

@@ -33,7 +33,7 @@ def serve(commands: IO[str], results: IO[str]) -> None:
     setup = _receive(commands)
     if setup.get("stop"):
         return
-    from conformance.sandbox import Sandbox
+    from conformance.groundtruth.sandbox import Sandbox
 
     sandbox = Sandbox.create().activate()
     try:
@@ -47,11 +47,13 @@ def serve(commands: IO[str], results: IO[str]) -> None:
 
 
 def _run(setup: dict[str, Any], sandbox: Any, commands: IO[str], results: IO[str]) -> None:
-    from conformance import checks, processes, timing
-    from conformance.context import RunOptions
-    from conformance.profile import ExecutorProfile, load_backend_driver
-    from conformance.runner import run_check
-    from conformance.timing import Calibration, TimeModel
+    from conformance import checks
+    from conformance.groundtruth import processes
+    from conformance.harness import timing
+    from conformance.harness.context import RunOptions
+    from conformance.harness.profile import ExecutorProfile, load_backend_driver
+    from conformance.harness.runner import run_check
+    from conformance.harness.timing import Calibration, TimeModel
 
     try:
         backend = load_backend_driver(setup["backend_driver"]) if setup.get("backend_driver") else None

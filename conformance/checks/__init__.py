@@ -1,4 +1,4 @@
-"""The suite: one module per contract area (SPEC.md). Checks register in ``conformance.catalog``.
+"""The suite: one module per contract area (SPEC.md). Checks register in ``conformance.harness.catalog``.
 
 ``catalogue()`` imports every area module (cheap: none imports Airflow at import time) and returns
 the registry; ``get(check_id)`` is one entry of it.
@@ -10,7 +10,7 @@ import difflib
 import importlib
 import pkgutil
 
-from conformance.catalog import CATALOG, CheckSpec
+from conformance.harness.catalog import CATALOG, CheckSpec
 
 
 def catalogue() -> dict[str, CheckSpec]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from conformance.context import CheckContext
-from conformance.harness import QueuedTask, SchedulerHarness
-from conformance.probes import Probe, ProbeKind
+from conformance.groundtruth.probes import Probe, ProbeKind
+from conformance.harness.context import CheckContext
+from conformance.harness.scheduler import QueuedTask, SchedulerHarness
 
 
 def long_probe(ctx: CheckContext) -> Probe:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from conformance import airflow_compat as compat
-from conformance.catalog import check
 from conformance.checks._common import wait_started
-from conformance.context import CheckContext
-from conformance.harness import QueuedTask, SchedulerHarness
-from conformance.probes import Probe, ProbeKind
-from conformance.timing import WaitTimedOut
+from conformance.groundtruth.probes import Probe, ProbeKind
+from conformance.harness import airflow_compat as compat
+from conformance.harness.catalog import check
+from conformance.harness.context import CheckContext
+from conformance.harness.scheduler import QueuedTask, SchedulerHarness
+from conformance.harness.timing import WaitTimedOut
 
 _EXPECTS = ("adopt_or_reset_orphaned_tasks resets every TI returned (the subset not adopted) and "
             "makes this scheduler the owner of the rest, expecting their terminal events from this executor.")

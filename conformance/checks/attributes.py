@@ -6,13 +6,13 @@ import importlib
 import importlib.util
 import inspect
 
-from conformance import airflow_compat as compat
-from conformance.catalog import check
 from conformance.checks._common import wait_started
-from conformance.context import CheckContext
-from conformance.outcomes import describe_exception
-from conformance.probes import Probe, ProbeKind
-from conformance.timing import WaitTimedOut
+from conformance.groundtruth.probes import Probe, ProbeKind
+from conformance.harness import airflow_compat as compat
+from conformance.harness.catalog import check
+from conformance.harness.context import CheckContext
+from conformance.harness.outcomes import describe_exception
+from conformance.harness.timing import WaitTimedOut
 
 
 @check("attributes.declared_with_types", clause="ATTR-1",
@@ -89,7 +89,7 @@ def sentry_integration_importable(ctx: CheckContext) -> None:
 def multi_team_accepts_team_name(ctx: CheckContext) -> None:
     """``Cls(team_name=TEAM_NAME)`` works and keeps the name; the sandbox configures that team (its
     settings are the sandbox's, team-scoped), so a constructor that reads its team's settings can."""
-    from conformance.sandbox import TEAM_NAME
+    from conformance.groundtruth.sandbox import TEAM_NAME
 
     ctx.sandbox.configure_team(TEAM_NAME)  # also what a backend driver configured after activation
     try:

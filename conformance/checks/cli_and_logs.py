@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import inspect
 
-from conformance import airflow_compat as compat
-from conformance.catalog import check
-from conformance.context import CheckContext
-from conformance.probes import Probe, ProbeKind
+from conformance.groundtruth.probes import Probe, ProbeKind
+from conformance.harness import airflow_compat as compat
+from conformance.harness.catalog import check
+from conformance.harness.context import CheckContext
 
 
 def _core_command_names() -> set[str]:

@@ -11,15 +11,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from conformance import airflow_compat as compat
-from conformance.catalog import check
-from conformance.context import CheckContext
 from conformance.e2e.deployment import PARALLELISM, Deployment, Run, SchedulerDied, TaskRow, describe_tasks
 from conformance.e2e.probe_dags import CRASH_TASKS, DEADLINE_DAG, PARALLEL_TASKS, SENSOR_POKES
 from conformance.e2e.services import E2ESetupError
-from conformance.journal import Journal, pid_alive
-from conformance.outcomes import ConformanceFailure
-from conformance.timing import WaitTimedOut
+from conformance.groundtruth.journal import Journal, pid_alive
+from conformance.harness import airflow_compat as compat
+from conformance.harness.catalog import check
+from conformance.harness.context import CheckContext
+from conformance.harness.outcomes import ConformanceFailure
+from conformance.harness.timing import WaitTimedOut
 
 #: the stuck scenario's [scheduler] task_queued_timeout, in seconds
 STUCK_TIMEOUT = 4

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from conformance import airflow_compat as compat
-from conformance.catalog import check
-from conformance.context import CheckContext
-from conformance.probes import Probe, ProbeKind
-from conformance.timing import WaitTimedOut
+from conformance.groundtruth.probes import Probe, ProbeKind
+from conformance.harness import airflow_compat as compat
+from conformance.harness.catalog import check
+from conformance.harness.context import CheckContext
+from conformance.harness.timing import WaitTimedOut
 
 
 @check("events.one_terminal_event_matching_journal", clause="EVT-1",

@@ -6,14 +6,14 @@ import sys
 import time
 from typing import Any
 
-from conformance import airflow_compat as compat
-from conformance.catalog import check
 from conformance.checks._common import long_probe, names, wait_started
-from conformance.context import CheckContext
-from conformance.harness import SchedulerHarness
-from conformance.journal import pid_alive
-from conformance.probes import Probe, ProbeKind
-from conformance.timing import WaitTimedOut
+from conformance.groundtruth.journal import pid_alive
+from conformance.groundtruth.probes import Probe, ProbeKind
+from conformance.harness import airflow_compat as compat
+from conformance.harness.catalog import check
+from conformance.harness.context import CheckContext
+from conformance.harness.scheduler import SchedulerHarness
+from conformance.harness.timing import WaitTimedOut
 
 
 @check("heartbeat.triggers_queued_work", clause="HB-1",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import inspect
 import threading
 
-from conformance import airflow_compat as compat
-from conformance.catalog import check
 from conformance.checks._common import long_probe, wait_started
-from conformance.context import CheckContext
-from conformance.probes import Probe, ProbeKind
-from conformance.timing import WaitTimedOut
+from conformance.groundtruth.probes import Probe, ProbeKind
+from conformance.harness import airflow_compat as compat
+from conformance.harness.catalog import check
+from conformance.harness.context import CheckContext
+from conformance.harness.timing import WaitTimedOut
 
 
 @check("lifecycle.constructible_without_arguments", clause="LIFE-7",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from conformance.catalog import CheckSpec, check
-from conformance.context import CheckContext
-from conformance.outcomes import CheckResult, Outcome
+from conformance.harness.catalog import CheckSpec, check
+from conformance.harness.context import CheckContext
+from conformance.harness.outcomes import CheckResult, Outcome
 
 PREFLIGHT_ID = "preflight.task_runs_end_to_end"
 
@@ -17,7 +17,7 @@ PREFLIGHT_ID = "preflight.task_runs_end_to_end"
 def task_runs_end_to_end(ctx: CheckContext) -> None:
     """Build, start, idle heartbeats, three no-op tasks to SUCCESS, one failing task to FAILED, end().
     When this fails every other check is *not run*: they could only fail for the same reason."""
-    from conformance.preflight import run_preflight
+    from conformance.certification.preflight import run_preflight
 
     result = run_preflight(ctx.profile, ctx.sandbox, ctx.time)
     ctx.expect(result.passed, result.diagnosis)

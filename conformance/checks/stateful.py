@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from conformance.catalog import check
-from conformance.context import CheckContext
+from conformance.harness.catalog import check
+from conformance.harness.context import CheckContext
 
 
 @check("stateful.scheduler_action_sequences", clause="PROP",
@@ -18,7 +18,7 @@ def scheduler_action_sequences(ctx: CheckContext) -> None:
     --conformance-hypothesis-profile) drives the executor; invariants are checked after every step.
     Generation fits the time model's ``state_machine`` budget (round trips), shrinking its ``shrink``
     budget; a passing run records what it explored."""
-    from conformance.stateful import PropertyViolated, run_stateful
+    from conformance.harness.stateful import PropertyViolated, run_stateful
 
     opts = ctx.options
     try:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from conformance import airflow_compat as compat
-from conformance.catalog import check
 from conformance.checks._common import wait_started
-from conformance.context import CheckContext
-from conformance.harness import SchedulerHarness
-from conformance.probes import Probe, ProbeKind
+from conformance.groundtruth.probes import Probe, ProbeKind
+from conformance.harness import airflow_compat as compat
+from conformance.harness.catalog import check
+from conformance.harness.context import CheckContext
+from conformance.harness.scheduler import SchedulerHarness
 
 _EXPECTS = ("_handle_tasks_stuck_in_queued calls revoke_task(ti=...) (2.x falls back to "
             "cleanup_stuck_queued_tasks) and then requeues or fails the TI itself; the executor must "

@@ -14,11 +14,11 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from conformance import airflow_compat as compat
-from conformance.catalog import check
-from conformance.context import CheckContext
-from conformance.harness import SchedulerHarness
-from conformance.outcomes import describe_exception
+from conformance.harness import airflow_compat as compat
+from conformance.harness.catalog import check
+from conformance.harness.context import CheckContext
+from conformance.harness.outcomes import describe_exception
+from conformance.harness.scheduler import SchedulerHarness
 
 
 class _RecordingSink:

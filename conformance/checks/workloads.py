@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from conformance import airflow_compat as compat
-from conformance import probes
-from conformance.catalog import check
-from conformance.context import CheckContext
-from conformance.harness import SchedulerHarness
-from conformance.probes import Probe, ProbeKind
-from conformance.timing import WaitTimedOut, wait_until
+from conformance.groundtruth import probes
+from conformance.groundtruth.probes import Probe, ProbeKind
+from conformance.harness import airflow_compat as compat
+from conformance.harness.catalog import check
+from conformance.harness.context import CheckContext
+from conformance.harness.scheduler import SchedulerHarness
+from conformance.harness.timing import WaitTimedOut, wait_until
 
 _APPLIES = "Airflow 3.3+ (the executor API has callbacks and connection tests)"
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conformance.journal import append
+from conformance.groundtruth.journal import append
 
 DAG_ID = "cfe_deadline"
 EVENT = "deadline_callback"

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conformance import airflow_compat as compat
-from conformance import processes
 from conformance.e2e.probe_dags import write_probe_dags
 from conformance.e2e.services import E2ESetupError, PostgresServer, Service, free_port, kill_marked
-from conformance.journal import Journal
-from conformance.timing import wait_until
+from conformance.groundtruth import processes
+from conformance.groundtruth.journal import Journal
+from conformance.harness import airflow_compat as compat
+from conformance.harness.timing import wait_until
 
 MARKER_ENV = "CONFORMANCE_E2E_DEPLOYMENT"
 processes.KEEP_MARKERS.add(MARKER_ENV)  # the deployment stops its own processes (Deployment.close)
@@ -88,7 +88,7 @@ class Deployment:
         self.others: list[Service] = []  # API server, DAG processor; and every scheduler ever started
         self._scheduler_generation = 0
         self._engine: Any = None
-        # A backend driver that can serve a deployment (conformance.celery_backend) brings the
+        # A backend driver that can serve a deployment (conformance.backends.celery) brings the
         # executor's own services: a broker before anything starts, workers once the database exists.
         self.backend = backend
         self.backend_env: dict[str, str] = {}

@@ -1,7 +1,7 @@
 """The probe DAG file the e2e tier puts in its DAG folder.
 
 Real task code, no seam: each task appends a start and an end entry to the deployment's journal in the
-contract tier's format, with the contract tier's writer (``conformance.journal.append``), so that both
+contract tier's format, with the contract tier's writer (``conformance.groundtruth.journal.append``), so that both
 tiers are read by one ``Journal``.
 The file imports from ``airflow.sdk``/the standard provider on Airflow 3 and from the classic modules
 on Airflow 2. Scenarios are triggered one DAG run at a time, so DAGs have no schedule.
@@ -37,7 +37,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from conformance.journal import append  # the contract tier's journal format and writer
+from conformance.groundtruth.journal import append  # the contract tier's journal format and writer
 
 try:  # Airflow 3
     from airflow.providers.standard.operators.python import PythonOperator

@@ -19,9 +19,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from conformance import processes
-from conformance.journal import pid_alive
-from conformance.timing import WaitTimedOut, wait_until
+from conformance.groundtruth import processes
+from conformance.groundtruth.journal import pid_alive
+from conformance.harness.timing import WaitTimedOut, wait_until
 
 
 class E2ESetupError(RuntimeError):

@@ -13,9 +13,9 @@ import itertools
 import sys
 from typing import Any
 
-from conformance import airflow_compat as compat
 from conformance.e2e.deployment import Deployment
-from conformance.sandbox import Sandbox
+from conformance.groundtruth.sandbox import Sandbox
+from conformance.harness import airflow_compat as compat
 
 _CURRENT: dict[str, Any] = {}
 _COUNTER = itertools.count(1)

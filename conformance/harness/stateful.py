@@ -1,0 +1,1044 @@
+"""Property-based testing of an executor: hypothesis generates whole scheduler histories.
+
+Hand-made scenarios find what their authors thought of. ``ExecutorMachine`` -- a module-level
+``RuleBasedStateMachine`` -- explores the workload space the scheduler can produce instead: mapped and
+unmapped TIs, tries above 1, dag and run ids of every accepted shape, served and unserved queues,
+priorities and ``executor_config``, probes that succeed, fail, raise, crash, lose their worker or are
+*held* until a rule releases them, keys queued again while in flight (beside other work of the same
+loop), revoke, adoption by a second instance, callbacks and connection tests where declared, and
+parallelism from 1 to 6 (0 on Airflow 2). Queued tasks go into a hypothesis ``Bundle`` so that later
+rules (release, requeue, revoke) pick among them.
+
+The SPEC PROP invariants run after every step over the *whole* event stream and the journal, not over
+snapshots: every accepted workload is queued, running or reported (never gone); nothing is reported for
+a key and try after its terminal event; event keys are exactly the keys given; states are those allowed;
+work that ended more than the ``report`` budget ago has its terminal event whatever else is in flight;
+never more runs than parallelism, never a try run twice or twice at once; ``end()`` returns within its
+budget with held work in flight and accounts for every task.
+
+Cost is counted in round trips (``timing``): a step that waits, waits for the executor to report
+something (``await_progress``), never for a fixed time, and generation stops when the ``state_machine``
+budget -- a number of calibrated round trips -- is spent; shrinking a failure has a ``shrink`` budget of
+its own. Every step is recorded as the Python call that replays it, so a failing programme always
+becomes a reproducer, also when hypothesis cannot replay a timing-dependent failure or the budget ends
+the shrinking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import tempfile
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    MultipleResults,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from conformance.groundtruth.probes import Probe, ProbeKind
+from conformance.groundtruth.sandbox import Sandbox, ensure_active
+from conformance.harness import airflow_compat as compat
+from conformance.harness.outcomes import describe_exception
+from conformance.harness.profile import ExecutorProfile
+from conformance.harness.scheduler import CallTimedOut, Event, QueuedTask, SchedulerHarness
+from conformance.harness.strategies import (
+    DAGS,
+    EXECUTOR_CONFIGS,
+    QUEUES,
+    RUNS,
+    TaskSpec,
+    dag_filters,
+    parallelisms,
+    task_specs,
+)
+from conformance.harness.timing import FLOORS, CeilingReached, TimeModel, WaitTimedOut, capped, wait_until
+
+#: At most this many tasks outstanding at once (held ones included): enough to fill six slots and queue
+#: behind them, few enough that a step stays cheap.
+MAX_OUTSTANDING = 10
+OWNER = "stateful.scheduler_action_sequences"
+#: Scheduler 'deaths' per programme: each one builds and starts a whole new executor.
+MAX_ADOPTIONS = 2
+
+#: ``budget_factor`` multiplies the time model's ``state_machine`` (exploration) and ``shrink`` budgets;
+#: generation runs as many examples as fit (``max_examples`` is only a ceiling).
+PROFILES: dict[str, dict[str, Any]] = {
+    "ci": dict(max_examples=1000, stateful_step_count=30, budget_factor=1.0),
+    "thorough": dict(max_examples=10000, stateful_step_count=50, budget_factor=10.0),
+}
+
+
+def hypothesis_settings(profile: str = "ci", derandomize: bool = False, shrink: bool = True,
+                        examples: int | None = None) -> settings:
+    """``ci`` (the round-trip budget, seconds on a local executor) or ``thorough`` (ten times that). No
+    deadline: the time model owns budgets. No example database: nothing is written outside the sandbox."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown hypothesis profile {profile!r}; choose one of {sorted(PROFILES)}")
+    chosen = {k: v for k, v in PROFILES[profile].items() if k != "budget_factor"}
+    if examples is not None:
+        chosen["max_examples"] = examples
+    return settings(deadline=None, database=None, derandomize=derandomize, print_blob=True,
+                    suppress_health_check=list(HealthCheck),
+                    phases=[Phase.explicit, Phase.reuse, Phase.generate, *([Phase.shrink] if shrink else [])],
+                    **chosen)
+
+
+class PropertyViolated(AssertionError):
+    """A SPEC PROP invariant failed; the message names the property and the steps that led there."""
+
+
+class BudgetSpent(Exception):
+    """The state machine's time budget is used up: no new example or step is started."""
+
+
+_PROPERTY = "_spec_property"
+
+
+def spec_property(text: str) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
+    """Mark a method as the check of one SPEC PROP invariant (``ExecutorMachine.PROPERTIES`` orders them)."""
+    def mark(func: Callable[[Any], None]) -> Callable[[Any], None]:
+        setattr(func, _PROPERTY, text)
+        return func
+    return mark
+
+
+@dataclass
+class Exploration:
+    """What the run explored, for the report: a slow backend gets the same exploration per minute."""
+
+    examples: int = 0
+    steps: int = 0
+    tasks: int = 0
+    most_tasks_in_one_programme: int = 0
+    seconds: float = 0.0
+
+    def describe(self) -> str:
+        return (f"explored {self.examples} programmes, {self.steps} steps, {self.tasks} tasks (up to "
+                f"{self.most_tasks_in_one_programme} through one executor) in {self.seconds:.1f}s")
+
+
+@dataclass
+class MachineConfig:
+    """What one binding of the machine knows: the executor, where it runs, and its budgets."""
+
+    profile: ExecutorProfile
+    sandbox: Sandbox
+    time: TimeModel
+    can_revoke: bool
+    can_adopt: bool
+    #: single-threaded executors run tasks inside heartbeat(): a held task would block the scheduler itself
+    can_hold: bool = True
+    #: the non-task workloads the executor declares (Airflow 3.3+): "callback", "connection test"
+    other_workloads: tuple[str, ...] = ()
+    deadline: float = float("inf")
+    shrink_budget: float = float("inf")
+    shrink_deadline: float = float("inf")
+    #: the run's ceiling (--max-minutes) shortened the exploration budget: a pass is then inconclusive
+    ceiling_cut: bool = False
+    #: every violation seen (property, recorded steps); the last is hypothesis' final (shrunk) replay
+    violations: list[tuple[str, list[str], str]] = field(default_factory=list)
+    exploration: Exploration = field(default_factory=Exploration)
+
+    def out_of_time(self) -> bool:
+        return time.monotonic() > (self.shrink_deadline if self.violations else self.deadline)
+
+
+@dataclass
+class Tracked:
+    """One TI the machine queued: what it is, how often the executor accepted it, what became of it."""
+
+    number: int
+    spec: TaskSpec
+    task: QueuedTask
+    accepted: int = 0  # queue calls the executor must honour (a duplicate of a still-queued key is not one)
+    terminal: int = 0  # terminal events seen, in stream order
+    requeued: bool = False
+    released: bool = False
+    queued_to: str = ""  # the harness (scheduler) it was queued to
+    dropped: bool = False  # revoked, or reset by an adopting scheduler: no longer expected from anyone
+    dropped_at: float = float("inf")
+
+    @property
+    def outstanding(self) -> int:
+        return max(0, self.accepted - self.terminal)
+
+
+_Rule = Callable[..., Any]
+
+
+def _guarded(step: _Rule) -> _Rule:
+    """A rule whose executor calls may not raise or block (the scheduler catches nothing there): anything
+    but a property violation or the budget's end becomes PROP-11, naming the step and where it raised --
+    never an anonymous error hypothesis cannot replay."""
+    @functools.wraps(step)
+    def run(self: ExecutorMachine, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return step(self, *args, **kwargs)
+        except (PropertyViolated, BudgetSpent, CeilingReached):
+            raise
+        except CallTimedOut as exc:
+            self._violated("executor calls return and do not raise", f"in {step.__name__}: {exc}")
+        except Exception as exc:
+            self._violated("executor calls return and do not raise",
+                           f"in {step.__name__}: {describe_exception(exc)}")
+        return None
+    return run
+
+
+class ExecutorMachine(RuleBasedStateMachine):
+    """The scheduler's moves as rules, SPEC PROP as invariants (bound to one executor by ``machine_for``)."""
+
+    config: ClassVar[MachineConfig]
+    tasks = Bundle("tasks")
+
+    def __init__(self) -> None:
+        if self.config.out_of_time():
+            raise BudgetSpent("the state machine's time budget is used up")
+        super().__init__()
+        self.config.exploration.examples += 1
+        self.programme: list[str] = []
+        self.harness: SchedulerHarness | None = None
+        self.retired: list[SchedulerHarness] = []
+        self.tracked: list[Tracked] = []
+        self.by_key: dict[Any, Tracked] = {}
+        #: callbacks and connection tests queued (key -> (kind, probe task id)); reset ones are dropped
+        self.workloads: dict[Any, tuple[str, str]] = {}
+        self.dropped_workloads: dict[Any, tuple[str, str]] = {}  # in flight when their scheduler 'died'
+        self.stream_faults: list[str] = []
+        self.workload_terminal: dict[Any, int] = {}
+        self.unknown: list[Any] = []
+        self.bad_states: list[str] = []
+        self._absorbed: dict[int, int] = {}
+        self.ended = False
+        self.ended_at = float("inf")
+        self.end_took = 0.0
+        self.steps = 0  # preconditions read only deterministic state (hypothesis replays)
+        self._release_timer: threading.Timer | None = None
+
+    # -- recording -----------------------------------------------------------------------------
+    def _did(self, rule_name: str, **arguments: Any) -> None:
+        """Record the step as the Python call that replays it (the reproducer is built from these)."""
+        self.steps += 1
+        self.config.exploration.steps += 1
+        args = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+        self.programme.append(f"state.{rule_name}({args})")
+
+    def _spend(self) -> None:
+        if self.config.out_of_time():
+            raise BudgetSpent("the state machine's time budget is used up")
+
+    @property
+    def h(self) -> SchedulerHarness:
+        assert self.harness is not None, "begin() runs first"
+        return self.harness
+
+    def _harnesses(self) -> list[SchedulerHarness]:
+        return [*self.retired, *([self.harness] if self.harness is not None else [])]
+
+    def _new_harness(self, name: str, job_id: int, parallelism: int) -> SchedulerHarness:
+        cfg = self.config
+        h = SchedulerHarness(cfg.profile.build(parallelism=parallelism), cfg.sandbox, name=name, job_id=job_id,
+                             time_model=cfg.time, owner=OWNER)
+        return h.start()
+
+    # -- the event stream, as a whole --------------------------------------------------------------
+    def _absorb(self) -> None:
+        """Fold every event collected since the last step into the per-key accounting, in order."""
+        for h in self._harnesses():
+            seen = self._absorbed.get(id(h), 0)
+            for event in h.events[seen:]:
+                self._fold(event)
+            self._absorbed[id(h)] = len(h.events)
+
+    def _fold(self, event: Event) -> None:
+        terminal = compat.terminal_states()
+        item = self.by_key.get(event.key)
+        if item is None:
+            if event.key in self.workloads or event.key in self.dropped_workloads:
+                if event.state in terminal:
+                    self.workload_terminal[event.key] = self.workload_terminal.get(event.key, 0) + 1
+                    if self.workload_terminal[event.key] > 1:
+                        self.stream_faults.append(f"the workload {event.key!r} got a second terminal event")
+            else:
+                self.unknown.append(event.key)
+            return
+        if event.state is not None and not isinstance(event.state, compat.state_enum()):
+            self.bad_states.append(f"{item.task.task_id}: {event.state!r} ({type(event.state).__name__})")
+        elif event.state is not None and event.state not in _allowed_states():
+            self.bad_states.append(f"{item.task.task_id}: {event.state}")
+        if item.dropped:
+            return  # revoked or reset: whatever was in flight may still be reported
+        if item.outstanding == 0:
+            what = "a second terminal event" if event.state in terminal else f"a {event.state} event"
+            self.stream_faults.append(f"{_describe_key(event.key)} got {what} after its terminal event "
+                                      f"({item.terminal} terminal for {item.accepted} accepted queue calls)")
+        if event.state in terminal:
+            item.terminal += 1
+
+    # -- rules: the scheduler's moves --------------------------------------------------------------
+    @initialize(target=tasks, parallelism=parallelisms(unlimited=not compat.is_airflow3()),
+                specs=st.lists(task_specs(), min_size=2, max_size=5))
+    @_guarded
+    def begin(self, parallelism: int, specs: list[TaskSpec]) -> MultipleResults[int]:
+        """A scheduler starts its executor with some parallelism and queues its first loop's TIs."""
+        self._did("begin", parallelism=parallelism, specs=specs)
+        self.harness = self._new_harness("A", job_id=1, parallelism=parallelism)
+        return multiple(*self._queue_specs(specs))
+
+    @precondition(lambda self: not self.ended)
+    @rule(target=tasks, specs=st.lists(task_specs(), min_size=1, max_size=4), requeue=st.booleans())
+    @_guarded
+    def queue(self, specs: list[TaskSpec], requeue: bool = False) -> MultipleResults[int]:
+        """The scheduler queues the TIs of one loop -- with ``requeue``, first a deferred TI that resumes
+        with the same key while its previous run is still in flight (the batch then holds both)."""
+        self._did("queue", specs=specs, requeue=requeue)
+        self._absorb()
+        if requeue:
+            self._requeue(None)
+        return multiple(*self._queue_specs(specs))
+
+    def _queue_specs(self, specs: list[TaskSpec]) -> list[int]:
+        self._absorb()
+        numbers = []
+        for spec in specs:
+            if sum(1 for t in self.tracked if t.outstanding and not t.dropped) >= MAX_OUTSTANDING:
+                break
+            if spec.held and not self.config.can_hold:
+                spec = spec._replace(kind=ProbeKind.OK.value)
+            probe = Probe.new(ProbeKind(spec.kind), delay=spec.delay_ms / 1000)
+            task = self.h.make(probe, priority=spec.priority, dag_id=DAGS[spec.dag], run_id=RUNS[spec.run],
+                               map_index=spec.map_index, try_number=spec.try_number, queue=QUEUES[spec.queue],
+                               executor_config=EXECUTOR_CONFIGS[spec.config])
+            item = Tracked(len(self.tracked), spec, task, queued_to=self.h.name)
+            self.tracked.append(item)
+            self.by_key[task.key] = item
+            self._queue_again(item)
+            numbers.append(item.number)
+        self.config.exploration.tasks += len(numbers)
+        self.config.exploration.most_tasks_in_one_programme = max(
+            self.config.exploration.most_tasks_in_one_programme, len(self.tracked))
+        return numbers
+
+    def _queue_again(self, item: Tracked) -> None:
+        duplicate = item.task.key in self.h.executor.queued_tasks  # the scheduler's own dedupe rule
+        self.h.queue_task(item.task)
+        if not duplicate:
+            item.accepted += 1
+
+    @precondition(lambda self: not self.ended)
+    @rule(target=tasks, task=tasks, specs=st.lists(task_specs(), max_size=3))
+    @_guarded
+    def requeue_in_flight(self, task: int, specs: list[TaskSpec]) -> MultipleResults[int]:
+        """The scheduler queues a key again while the executor still has it (a deferred task resuming
+        with the same try), beside other work of the same loop: the key runs again only after its
+        previous run, and the rest of the batch is not lost."""
+        self._did("requeue_in_flight", task=task, specs=specs)
+        self._absorb()
+        self._requeue(task)
+        return multiple(*self._queue_specs(specs))
+
+    def _requeue(self, task: int | None) -> None:
+        def in_flight(t: Tracked) -> bool:
+            return (not t.dropped and not t.requeued and t.outstanding == 1
+                    and t.task.key not in self.h.executor.queued_tasks
+                    and t.task.key in self.h.tasks and not t.spec.unserved)
+
+        # The drawn task if it is in flight, else the first one that is (finished ones are no test of this).
+        # Once per task: the scheduler re-queues a deferred TI after its previous run, never twice over.
+        first = [self.tracked[task]] if task is not None else []
+        item = next((t for t in (*first, *self.tracked) if in_flight(t)), None)
+        if item is not None:
+            item.requeued = True
+            self._queue_again(item)
+
+    @precondition(lambda self: not self.ended)
+    @rule(task=tasks)
+    @_guarded
+    def release(self, task: int) -> None:
+        """A held task's work finishes (a long task, a sensor's condition met)."""
+        self._did("release", task=task)
+        item = self.tracked[task]
+        if item.spec.held and not item.released:
+            item.released = True
+            for h in self._harnesses():
+                if item.task.key in h.tasks:
+                    h.release(item.task)
+                    break
+
+    @precondition(lambda self: not self.ended)
+    @rule(dags=dag_filters())
+    @_guarded
+    def scheduler_loop(self, dags: list[int] | None) -> None:
+        """One scheduler loop: heartbeat, then read the event buffer (optionally for some dags)."""
+        self._did("scheduler_loop", dags=dags)
+        self._spend()
+        self.h.heartbeat()
+        self._take_events(dags)
+
+    @rule(dags=dag_filters())  # also after end(): the scheduler reads the buffer once more
+    @_guarded
+    def get_event_buffer(self, dags: list[int] | None) -> None:
+        self._did("get_event_buffer", dags=dags)
+        self._take_events(dags)
+
+    def _take_events(self, dags: list[int] | None) -> None:
+        taken = self.h.collect(None if dags is None else [DAGS[i] for i in dags])
+        left = [k for k in taken if k in self.h.executor.event_buffer]
+        if left:
+            self._violated("get_event_buffer pops what it returns",
+                           f"events returned for {dags} are still in the buffer: {left}")
+        self._absorb()
+
+    @precondition(lambda self: not self.ended)
+    @rule()
+    @_guarded
+    def await_progress(self) -> None:
+        """Scheduler loops until the executor or its work moves (an event, a task starting or ending): a
+        step costs at most one observation window, and usually much less. Nothing to wait for: no wait."""
+        self._did("await_progress")
+        self._spend()
+        h = self.h
+        if not self._progress_possible():
+            return
+        before = self._progress_mark()
+
+        def loop() -> None:
+            # The scheduler reads the buffer after every heartbeat (an executor may rely on it: the buffer
+            # keeps one event per key), so a heartbeat here is always followed by a read.
+            h.heartbeat()
+            h.collect()
+
+        with contextlib.suppress(WaitTimedOut):  # nothing moved in a window: the invariants judge that
+            wait_until(lambda: self._progress_mark() != before, "the executor or its work to move",
+                       h.budget("window"), poll=0.02, each=loop)
+        self._absorb()
+
+    def _progress_possible(self) -> bool:
+        """Whether anything can move without a rule's help: not when all that is left is held work and
+        work waiting behind it for a slot (or on a queue the executor keeps waiting)."""
+        journal = self.h.journal()
+        limit = compat.effective_parallelism(self.h.executor)
+        held_running, waiting = 0, 0
+        for item in self.tracked:
+            if item.dropped or not item.outstanding:
+                continue
+            runs = journal.runs_of(item.task.task_id)
+            if item.spec.held and not item.released and any(r.finished is None for r in runs):
+                held_running += 1
+            elif len(runs) < item.accepted and item.task.key in self.h.executor.queued_tasks:
+                waiting += 0 if item.spec.unserved else 1
+            else:
+                return True  # in flight, or ended and not yet reported
+        return bool(self._outstanding_workloads()) or (waiting > 0 and (limit is None or held_running < limit))
+
+    def _progress_mark(self) -> tuple[int, int, int]:
+        journal = self.h.journal()
+        return (len(journal.runs), sum(1 for r in journal.runs if r.finished is not None),
+                sum(len(h.events) for h in self._harnesses()) + len(self.h.executor.event_buffer))
+
+    @precondition(lambda self: self.config.can_revoke and not self.ended)
+    @rule(task=tasks)
+    @_guarded
+    def revoke(self, task: int) -> None:
+        """Stuck-in-queued handling: the scheduler revokes a TI (queued or already running)."""
+        self._did("revoke", task=task)
+        self._absorb()
+
+        def revocable(t: Tracked) -> bool:
+            return not t.dropped and bool(t.outstanding) and t.task.key in self.h.tasks
+
+        # The drawn task if the scheduler could still revoke it, else the first one it could (a finished
+        # task teaches nothing here; one beside others in flight does).
+        item = next((t for t in (self.tracked[task], *self.tracked) if revocable(t)), None)
+        if item is None:
+            return
+        self.h.call(f"revoke_task({item.task.task_id})", self.h.executor.revoke_task, ti=item.task.ti)
+        item.dropped, item.dropped_at = True, time.monotonic()
+
+    @precondition(lambda self: self.config.can_adopt and not self.ended and self.steps >= 3
+                  and len(self.retired) < MAX_ADOPTIONS)
+    @rule()
+    @_guarded
+    def adopt_into_fresh_executor(self) -> None:
+        """The scheduler dies; a new one adopts everything outstanding that carries an external id."""
+        self._did("adopt_into_fresh_executor")
+        self._absorb()
+        states = compat.state_enum()
+        old = self.h
+        old.abandon()
+        new = self._new_harness(f"E{len(self.retired) + 1}", job_id=len(self.retired) + 2,
+                                parallelism=int(getattr(old.executor, "parallelism", 1) or 0))
+        candidates: list[tuple[Tracked, Any]] = []
+        for item in self.tracked:
+            if item.dropped or not item.outstanding or item.task.key not in old.tasks:
+                continue
+            ext = next((e.info for e in old.events_for(item.task.key)
+                        if e.state in (states.QUEUED, states.RUNNING) and isinstance(e.info, str)), None)
+            if item.task.key in old.executor.queued_tasks or ext is None or item.requeued:
+                item.dropped, item.dropped_at = True, time.monotonic()  # the scheduler resets it
+                continue
+            ti = compat.adoption_ready(item.task.handle, job_id=old.job_id, external_executor_id=ext, running=True)
+            candidates.append((item, ti))
+        returned = {id(ti) for ti in new.adopt([ti for _, ti in candidates])}
+        for item, ti in candidates:
+            if id(ti) in returned:
+                item.dropped, item.dropped_at = True, time.monotonic()
+            else:
+                new.tasks[item.task.key] = item.task  # adopted: the new scheduler now waits for its event
+        for key in self._outstanding_workloads():  # not adopted: the scheduler times them out itself
+            self.dropped_workloads[key] = self.workloads.pop(key)
+        self.retired.append(old)
+        self.harness = new
+
+    @precondition(lambda self: bool(self.config.other_workloads) and not self.ended)
+    @rule(target=tasks, pick=st.integers(min_value=0, max_value=1), specs=st.lists(task_specs(), max_size=2))
+    @_guarded
+    def queue_other_workload(self, pick: int, specs: list[TaskSpec]) -> MultipleResults[int]:
+        """The 3.3 scheduler queues a deadline callback or a connection test (whichever the executor
+        declares; its import path / connection id is a no-op probe), and tasks in the same loop."""
+        self._did("queue_other_workload", pick=pick, specs=specs)
+        kind = self.config.other_workloads[pick % len(self.config.other_workloads)]
+        if len(self._outstanding_workloads()) < 3:
+            probe = Probe.new(ProbeKind.OK)
+            self.config.sandbox.claim(probe.task_id, OWNER)
+            make = compat.make_callback_workload if kind == "callback" else compat.make_connection_test_workload
+            workload = make(probe.task_id)
+            self.h.call(f"queue_workload({type(workload).__name__})", self.h.executor.queue_workload,
+                        workload, None)
+            self.workloads[compat.workload_key(workload)] = (kind, probe.task_id)
+        return multiple(*self._queue_specs(specs))
+
+    @precondition(lambda self: not self.ended and self.steps >= 8)
+    @rule()
+    @_guarded
+    def end(self) -> None:
+        """The scheduler exits while work -- held work too -- is in flight. Held work is released after an
+        observation window (a long task that does finish): ``end()`` must return within its budget."""
+        self._did("end")
+        self._absorb()
+        self._end()
+
+    def _end(self) -> None:
+        h = self.h
+        held = [t for t in self.tracked if t.spec.held and not t.released and not t.dropped]
+        def release_held() -> None:
+            for t in held:
+                h.release(t.task)
+
+        timer = threading.Timer(h.budget("window"), release_held)
+        timer.daemon = True
+        self._release_timer = timer
+        timer.start()
+        began = time.monotonic()
+        try:
+            h.end()
+        except CallTimedOut as exc:
+            self.end_took = time.monotonic() - began
+            self._violated("end() returns within its budget with work in flight", str(exc))
+        finally:
+            self.end_took = time.monotonic() - began
+            self.ended = True
+            self.ended_at = time.monotonic()
+            for t in held:
+                t.released = True
+        self._absorb()
+
+    # -- invariants: SPEC PROP ---------------------------------------------------------------------
+    def _violated(self, prop: str, detail: str) -> None:
+        self.config.violations.append((prop, list(self.programme), detail))
+        if len(self.config.violations) == 1:
+            self.config.shrink_deadline = time.monotonic() + self.config.shrink_budget
+        transcript = self.harness.format_transcript(30) if self.harness is not None else ""
+        raise PropertyViolated(f"SPEC PROP {prop}: {detail}\nSteps so far:\n    "
+                               + "\n    ".join(self.programme) + "\n" + transcript)
+
+    @spec_property("event keys are exactly the keys given")
+    def only_known_keys(self) -> None:
+        if self.unknown:
+            hint = _nearest_known(self.unknown[0], self.by_key)
+            self._violated("event keys are exactly the keys given",
+                           f"events for keys never queued: {[_describe_key(k) for k in self.unknown[:5]]}{hint}")
+
+    @spec_property("only states an executor may report")
+    def only_allowed_states(self) -> None:
+        if self.bad_states:
+            self._violated("only states an executor may report",
+                           f"{self.bad_states[:5]}: an executor reports a TaskInstanceState among QUEUED, RUNNING, "
+                           "SUCCESS and FAILED (or None); anything else is the scheduler's to set")
+
+    @spec_property("nothing is reported for a key and try after its terminal event")
+    def nothing_after_terminal(self) -> None:
+        if self.stream_faults:
+            self._violated("nothing is reported for a key and try after its terminal event",
+                           "; ".join(self.stream_faults[:3]))
+
+    @spec_property("each try runs at most once per accepted queue call, never twice at once")
+    def runs_once_per_try(self) -> None:
+        journal = self.h.journal()
+        now = time.monotonic()
+        for item in self.tracked:
+            runs = journal.runs_of(item.task.task_id)
+            if len(runs) > max(item.accepted, 1):
+                self._violated("each try runs at most once per accepted queue call, never twice at once",
+                               f"{_describe_key(item.task.key)} ran {len(runs)} times for {item.accepted} "
+                               "accepted queue call(s)")
+            for i, a in enumerate(runs):
+                if any(a.overlaps(b, now) for b in runs[i + 1:]):
+                    self._violated("each try runs at most once per accepted queue call, never twice at once",
+                                   f"{_describe_key(item.task.key)} ran twice at the same time (queued again "
+                                   "while its previous run was in flight)")
+
+    @spec_property("never more than parallelism running")
+    def never_above_parallelism(self) -> None:
+        limit = compat.effective_parallelism(self.h.executor)
+        if limit is None:
+            return  # Airflow 2's parallelism 0: unlimited
+        # Work this executor started itself: adopted work may exceed parallelism (the scheduler adopts every
+        # orphan), and a dead scheduler's work is no longer this executor's.
+        ids = [t.task.task_id for t in self.tracked if t.queued_to == self.h.name] + \
+              [probe for _, probe in self.workloads.values()]
+        ended_by = {t.task.task_id: t.dropped_at for t in self.tracked if t.dropped}
+        peak = self.h.journal().max_concurrency(ids, now=time.monotonic(), ended_by=ended_by)
+        if peak > limit:
+            self._violated("never more than parallelism running", f"{peak} tasks ran at once, parallelism {limit}")
+
+    @spec_property("slots_available + slots_occupied == parallelism")
+    def slots_add_up(self) -> None:
+        ex = self.h.executor
+        if self.ended or compat.effective_parallelism(ex) is None:
+            return
+        if not hasattr(compat.base_executor_class(), "slots_occupied"):
+            return  # Airflow 2.7: the member does not exist yet
+        if ex.slots_available + ex.slots_occupied != ex.parallelism:
+            self._violated("slots_available + slots_occupied == parallelism",
+                           f"{ex.slots_available} + {ex.slots_occupied} != {ex.parallelism}")
+
+    @spec_property("a key is in at most one of queued/running/finished")
+    def key_in_one_place(self) -> None:
+        if self.ended:
+            return
+        ex = self.h.executor
+        requeued = {t.task.key for t in self.tracked if t.requeued}
+        both = (set(ex.queued_tasks) & set(ex.running)) - requeued
+        finished_but_held = [_describe_key(t.task.key) for t in self.tracked
+                             if t.terminal and not t.outstanding and not t.dropped
+                             and (t.task.key in ex.running or t.task.key in ex.queued_tasks)]
+        if both or finished_but_held:
+            self._violated("a key is in at most one of queued/running/finished",
+                           f"queued and running: {[_describe_key(k) for k in both]}; finished but still "
+                           f"queued/running: {finished_but_held}")
+
+    @spec_property("every accepted workload is queued, running or reported")
+    def nothing_vanishes(self) -> None:
+        """Accepted and not yet reported, yet tracked nowhere -- not in ``queued_tasks``, ``running`` or the
+        event buffer: between two scheduler calls a correct executor never has such a task (the base class
+        moves a key from queued to running within one heartbeat, ``success``/``fail`` from running to the
+        buffer within one call), so the scheduler can no longer account for it: dropped, or untracked."""
+        if self.ended:
+            return
+        ex, journal = self.h.executor, self.h.journal()
+        for item in self.tracked:
+            if item.dropped or not item.outstanding or item.task.key not in self.h.tasks:
+                continue
+            key = item.task.key
+            if key in ex.queued_tasks or key in ex.running or key in ex.event_buffer:
+                continue
+            runs = journal.runs_of(item.task.task_id)
+            what = ("never started" if not runs else
+                    "is still running" if any(r.finished is None for r in runs) else "ended")
+            self._violated("every accepted workload is queued, running or reported",
+                           f"{_describe_key(key)} (queue {QUEUES[item.spec.queue]!r}) is not in queued_tasks, not in "
+                           f"running and not reported, and its work {what}: the scheduler can no longer account "
+                           "for it (dropped, or untracked). A task the executor will not run must stay queued or be "
+                           "reported FAILED; one that runs stays in running until its terminal event")
+
+    @spec_property("work that ended has its terminal event within the report budget")
+    def ended_work_is_reported(self) -> None:
+        journal, now, report = self.h.journal(), time.monotonic(), self.h.budget("report")
+        for item in self.tracked:
+            if item.dropped:
+                continue
+            ended = [r.finished for r in journal.runs_of(item.task.task_id)
+                     if r.finished is not None and now - r.finished > report
+                     and not (self.ended and self.config.can_adopt and r.finished > self.ended_at - report)]
+            pending = self.h.executor.event_buffer.get(item.task.key) if not self.ended else None
+            reported = item.terminal + (1 if pending and _state_of(pending) in compat.terminal_states() else 0)
+            if len(ended) > reported:
+                self._violated("work that ended has its terminal event within the report budget",
+                               f"{_describe_key(item.task.key)}: its work ended {now - max(ended):.1f}s ago "
+                               f"({len(ended)} run(s) ended, {item.terminal} terminal event(s)) while other work "
+                               "was in flight")
+
+    @spec_property("a running task is tracked (has_task) until its terminal event")
+    def work_in_progress_is_tracked(self) -> None:
+        if self.ended:
+            return
+        journal = self.h.journal()
+        untracked = [t.task.task_id for t in self.tracked
+                     if t.outstanding and not t.dropped and t.task.key in self.h.tasks
+                     and any(r.finished is None for r in journal.runs_of(t.task.task_id))
+                     and not self.h.executor.has_task(t.task.ti)]
+        if untracked and not journal.refresh().finished_all(untracked):
+            self._violated("a running task is tracked (has_task) until its terminal event",
+                           f"in progress but not tracked by the executor: {untracked}")
+
+    @spec_property("end() returns within its budget with work in flight")
+    def end_is_bounded(self) -> None:
+        if self.ended and self.end_took > self.h.budget("end"):
+            self._violated("end() returns within its budget with work in flight",
+                           f"end() took {self.end_took:.1f}s (budget {self.h.budget('end'):.1f}s)")
+
+    #: the invariants in the order they are checked: the most specific cause speaks first
+    PROPERTIES = ("only_known_keys", "only_allowed_states", "nothing_after_terminal", "runs_once_per_try",
+                  "never_above_parallelism", "slots_add_up", "key_in_one_place", "ended_work_is_reported",
+                  "nothing_vanishes", "work_in_progress_is_tracked", "end_is_bounded")
+
+    #: which method judges each SPEC PROP clause (PROP-10's journal match is judged at teardown)
+    CLAUSES = {"PROP-1": "only_known_keys", "PROP-2": "only_allowed_states", "PROP-3": "nothing_after_terminal",
+               "PROP-4": "runs_once_per_try", "PROP-5": "never_above_parallelism", "PROP-6": "key_in_one_place",
+               "PROP-7": "ended_work_is_reported", "PROP-8": "nothing_vanishes",
+               "PROP-9": "work_in_progress_is_tracked", "PROP-10": "end_is_bounded",
+               "PROP-11": "_guarded"}
+
+    @invariant()
+    def spec_prop(self) -> None:
+        if self.harness is None:
+            return
+        self._absorb()
+        self.check_properties()
+
+    @classmethod
+    def properties(cls) -> list[str]:
+        """The names of every SPEC PROP invariant method, found on the class."""
+        return sorted(name for name in dir(cls) if hasattr(getattr(cls, name, None), _PROPERTY))
+
+    def check_properties(self) -> None:
+        """All invariants in ``PROPERTIES`` order (also what reproducers call after each step)."""
+        if self.harness is None:
+            return
+        for name in self.PROPERTIES:
+            getattr(self, name)()
+
+    # -- the final drain ---------------------------------------------------------------------------
+    def teardown(self) -> None:
+        cfg = self.config
+        try:
+            if self.harness is not None:
+                self._final_drain()
+        finally:
+            if self._release_timer is not None:
+                self._release_timer.cancel()
+            for h in self._harnesses():
+                h.release_all()
+            for h in self._harnesses():
+                h.close()
+            cfg.sandbox.settle(cfg.time.budget("settle"))
+            cfg.sandbox.kill_leaked_probes()
+            if any(h.abandoned for h in self.retired):
+                # A 'dead scheduler' leaves its workers behind (the scheduler process would be gone and
+                # with it their pipes; here it lives on): ended now, as CheckContext.close does, so that
+                # they are not counted against the live executor.
+                cfg.sandbox.sweep_processes(include_shared_helpers=False, grace=cfg.time.budget("settle"),
+                                            wait=False)
+
+    @_guarded
+    def _final_drain(self) -> None:
+        self._absorb()
+        if not self.ended:
+            for item in self.tracked:
+                if item.spec.held and not item.released:
+                    item.released = True
+                    self.h.release(item.task)
+            self._drain_outstanding()
+            self._end()
+        self.check_properties()
+        self._check_against_journal()
+
+    def _awaited(self) -> list[Any]:
+        """What the drain waits for: outstanding tasks (bar unserved ones the executor keeps waiting in
+        ``queued_tasks``, its right under HB-7) and workloads."""
+        ex = self.h.executor
+        left: list[Any] = [t for t in self.tracked if t.outstanding and not t.dropped and t.task.key in self.h.tasks
+                           and not (t.spec.unserved and t.task.key in ex.queued_tasks)]
+        return left + [_WorkloadView(k, *self.workloads[k]) for k in self._outstanding_workloads()]
+
+    def _drain_outstanding(self) -> None:
+        """Heartbeat until every outstanding task has its terminal event (the invariants run at each loop:
+        work that ended more than the ``report`` budget ago without one fails at once).
+
+        The budget is an ``event`` budget *without progress*: a backend that works through a long queue at
+        parallelism 1 is still reporting, so each terminal event that arrives renews it; only an ``event``
+        budget in which nothing was reported at all is evidence that an event will never come."""
+        h = self.h
+
+        def loop() -> None:
+            h.heartbeat()
+            self._take_events(None)
+            self.check_properties()
+
+        def fewer_than(count: int) -> Callable[[], bool]:
+            return lambda: len(self._awaited()) < count
+
+        while self._awaited():
+            try:
+                wait_until(fewer_than(len(self._awaited())), "every outstanding task's terminal event",
+                           h.budget("event"), poll=0.02, each=loop, judged=True)
+            except WaitTimedOut:
+                names = [getattr(t, "task_id", None) or t.task.task_id for t in self._awaited()]
+                self._violated("every queued task gets a terminal event",
+                               f"after draining for {h.budget('event'):.1f}s with no terminal event arriving, none "
+                               f"for {names}")
+
+    def _outstanding_workloads(self) -> list[Any]:
+        terminal = compat.terminal_states()  # str enums: a CallbackState.SUCCESS is "success" too
+        done = {e.key for h in self._harnesses() for e in h.events if e.state in terminal}
+        return [k for k in self.workloads if k not in done]
+
+    def _check_against_journal(self) -> None:
+        states = compat.state_enum()
+        terminal = compat.terminal_states()
+        journal = self.h.journal()
+        self._check_workloads_against_journal()
+        events = [e for h in self._harnesses() for e in h.events]
+        ex = self.h.executor
+        for item in self.tracked:
+            if item.dropped or item.task.key not in self.h.tasks:
+                continue
+            runs = journal.runs_of(item.task.task_id)
+            if item.outstanding:
+                # After end(), an executor that adopts may leave work running for the next scheduler; work
+                # never dispatched (still queued: an unserved queue, or end() before a slot) is no loss.
+                left_for_next = self.config.can_adopt and any(
+                    r.finished is None or r.finished > self.ended_at for r in runs)
+                never_dispatched = item.task.key in ex.queued_tasks or len(runs) < item.accepted
+                if not (left_for_next or never_dispatched):
+                    self._violated("every queued task gets a terminal event",
+                                   f"{_describe_key(item.task.key)} ({len(runs)} runs) never got one after end()")
+            reported = [e.state for e in events if e.key == item.task.key and e.state in terminal]
+            if reported and not runs:
+                self._violated("events match the journal",
+                               f"{_describe_key(item.task.key)} reported {reported[0]} but never ran")
+            for state, run in zip(reported, runs):
+                expected = _expected_states(item.spec.kind, run.outcome, states)
+                if state not in expected:
+                    self._violated("events match the journal",
+                                   f"{_describe_key(item.task.key)} ({item.spec.kind}, outcome {run.outcome}) "
+                                   f"reported {state}; expected {sorted(str(s) for s in expected)}")
+
+    def _check_workloads_against_journal(self) -> None:
+        """Each callback / connection test: one terminal event, SUCCESS, with its own key and state
+        classes (CallbackKey/CallbackState, ConnectionTestKey/ConnectionTestState), and it ran once."""
+        journal = self.h.journal()
+        terminal = compat.terminal_states()
+        for key, (kind, probe) in self.workloads.items():
+            events = [e for h in self._harnesses() for e in h.events if e.key == key and e.state in terminal]
+            runs = journal.runs_of(probe)
+            if not events:
+                if runs or not self.ended:  # as for tasks: never dispatched before end() is no loss
+                    self._violated("every queued workload gets a terminal event",
+                                   f"the {kind} {key!r} ({len(runs)} runs) never got one")
+                continue
+            if len(events) > 1:
+                self._violated("nothing is reported for a key and try after its terminal event",
+                               f"the {kind} {key!r} got {len(events)} terminal events")
+            state_class = type(key).__name__.replace("Key", "State")
+            if type(events[0].state).__name__ != state_class or str(events[0].state) != "success":
+                self._violated("events match the journal", f"the {kind} {key!r} was reported {events[0].state!r} "
+                               f"({type(events[0].state).__name__}); a no-op {kind} ends {state_class}.SUCCESS")
+            if len(runs) != 1:
+                self._violated("events match the journal", f"the {kind} {key!r} ran {len(runs)} times")
+
+
+def _state_of(value: Any) -> Any:
+    return value[0] if isinstance(value, tuple) and value else value
+
+
+def _allowed_states() -> frozenset[Any]:
+    states = compat.state_enum()
+    return frozenset({states.QUEUED, states.RUNNING, states.SUCCESS, states.FAILED})
+
+
+def _expected_states(kind: str, outcome: str | None, states: Any) -> frozenset[Any]:
+    """What a task's terminal event may say, from what its probe really did (SPEC EVT-1, by major)."""
+    either = frozenset({states.SUCCESS, states.FAILED})
+    if kind == ProbeKind.OK.value or outcome == "released":
+        return frozenset({states.SUCCESS})
+    if kind == ProbeKind.FAIL.value or outcome == "hang_timeout":
+        return either if compat.is_airflow3() else frozenset({states.FAILED})
+    return frozenset({states.FAILED})  # raise, crash, kill, killworker: never SUCCESS
+
+
+def _describe_key(key: Any) -> str:
+    if not hasattr(key, "task_id"):
+        return repr(key)
+    return (f"{key.dag_id}/{key.task_id}/{key.run_id} try {key.try_number}"
+            + (f" map_index {key.map_index}" if getattr(key, "map_index", -1) != -1 else ""))
+
+
+def _nearest_known(unknown: Any, known: dict[Any, Tracked]) -> str:
+    """Which queued key an unknown one was probably rebuilt from, and which fields differ."""
+    for key in known:
+        if getattr(key, "task_id", None) == getattr(unknown, "task_id", object()):
+            fields = ("dag_id", "task_id", "run_id", "try_number", "map_index")
+            diff = [f"{f} {getattr(key, f, None)!r} -> {getattr(unknown, f, None)!r}" for f in fields
+                    if getattr(key, f, None) != getattr(unknown, f, None)]
+            return (f"; it looks like the queued key {_describe_key(key)} rebuilt with {', '.join(diff)}: report "
+                    "events under the exact key you were given (keep it; do not rebuild it from names)")
+    return ""
+
+
+@dataclass(frozen=True)
+class _WorkloadView:
+    """A queued callback / connection test as the drain sees it (key, kind, probe task id)."""
+
+    key: Any
+    kind: str
+    task_id: str
+
+
+def other_workloads(profile: ExecutorProfile) -> tuple[str, ...]:
+    """The non-task workloads the executor declares, where the installed Airflow has them."""
+    if not compat.has_other_workloads():
+        return ()
+    cls = profile.executor_type()
+    return tuple(kind for kind, flag in (("callback", "supports_callbacks"),
+                                          ("connection test", "supports_connection_test"))
+                 if getattr(cls, flag, False))
+
+
+def machine_for(profile: ExecutorProfile, sandbox: Sandbox | None = None, time_model: TimeModel | None = None,
+                capabilities: dict[str, bool] | None = None, hypothesis_profile: str = "ci",
+                share: float = 1.0) -> type[ExecutorMachine]:
+    """``ExecutorMachine`` bound to ``profile`` (capabilities read once) with its budgets.
+
+    ``share`` is this instance's part of the exploration budget when several explore at once (lanes on
+    separate executor instances): the budget is counted in round trips of exploration, so ``n`` lanes
+    spend it in 1/n of the wall time -- never below the floor each."""
+    caps = capabilities if capabilities is not None else profile.capability_set()
+    tm = time_model or TimeModel()
+    factor = PROFILES[hypothesis_profile]["budget_factor"] if hypothesis_profile in PROFILES else 1.0
+    exploration = max(tm.budget("state_machine") * factor * share, FLOORS["state_machine"] * tm.scale)
+    exploration, cut = capped(exploration)
+    config = MachineConfig(profile=profile, sandbox=sandbox or ensure_active(), time=tm,
+                           can_revoke=bool(caps.get("revoke")), can_adopt=bool(caps.get("adoption")),
+                           can_hold=not getattr(profile.executor_type(), "is_single_threaded", False),
+                           other_workloads=other_workloads(profile),
+                           deadline=time.monotonic() + exploration, ceiling_cut=cut,
+                           shrink_budget=capped(tm.budget("shrink") * factor)[0])
+    return type("ExecutorMachine", (ExecutorMachine,), {"config": config})
+
+
+def run_stateful(profile: ExecutorProfile, sandbox: Sandbox, *, hypothesis_profile: str = "ci",
+                 derandomize: bool = False, reproducer_dir: Path | None = None, time_model: TimeModel | None = None,
+                 capabilities: dict[str, bool] | None = None, seed: int | None = None,
+                 shrink: bool = True, examples: int | None = None, share: float = 1.0) -> Exploration:
+    """Run the machine; return what it explored, or raise PropertyViolated with the minimal programme and
+    a reproducer built from the recorded steps.
+
+    ``seed`` fixes the programmes hypothesis generates (the certificate records it, so a run can be
+    repeated exactly); None leaves hypothesis its own random choice. ``shrink=False`` reports the first
+    failing programme as found. ``examples`` explores that many programmes whatever they cost, instead of a
+    time budget: with ``derandomize`` the same programmes on any machine (the suite's own tests, which ask
+    whether a bug is caught and must not depend on how busy the machine is)."""
+    machine = machine_for(profile, sandbox, time_model, capabilities, hypothesis_profile, share)
+    if examples is not None:
+        machine.config.deadline = float("inf")
+        machine.config.ceiling_cut = False
+    if seed is not None and not derandomize:
+        from hypothesis import seed as fix_seed
+
+        machine = fix_seed(seed)(machine)  # run_state_machine_as_test honours @seed on the machine class
+    config = machine.config
+    started = time.monotonic()
+    try:
+        run_state_machine_as_test(machine, settings=hypothesis_settings(hypothesis_profile, derandomize, shrink,
+                                                                        examples))
+    except Exception as exc:
+        config.exploration.seconds = time.monotonic() - started
+        group = getattr(exc, "exceptions", None)
+        if isinstance(group, tuple) and group:  # an exception group: report the first real failure
+            exc = next((e for e in group if isinstance(e, PropertyViolated)), group[0])
+        if isinstance(exc, CeilingReached) and not config.violations:
+            raise CeilingReached(f"{exc} ({config.exploration.describe()})") from None
+        if not config.violations:
+            if isinstance(exc, BudgetSpent) or config.out_of_time():
+                # The budget ended generation (hypothesis may call a programme cut short 'flaky'): every
+                # step that ran held.
+                return _unless_cut(config)
+            raise PropertyViolated(f"the executor broke no named SPEC PROP invariant, but a step raised: "
+                                   f"{type(exc).__name__}: {exc}") from None
+        shrunk = isinstance(exc, PropertyViolated)
+        prop, steps, what = config.violations[-1] if shrunk else min(config.violations, key=lambda v: len(v[1]))
+        detail = str(exc) if shrunk else (
+            f"SPEC PROP {prop}: {what}\nIt broke {len(config.violations)} times; "
+            + ("the shrink budget ended the shrinking" if config.out_of_time() or isinstance(exc, BudgetSpent)
+               else "hypothesis could not replay it (the executor's behaviour is timing-dependent)")
+            + ". The shortest programme seen is below.")
+        path = write_reproducer(profile, steps, reproducer_dir)
+        programme = "\n".join(steps)
+        raise PropertyViolated(
+            f"{detail}\n\nMinimal failing programme ({len(steps)} steps; {config.exploration.describe()}):\n"
+            f"{textwrap.indent(programme, '    ')}\n\nReplay it: pytest {path}") from None
+    config.exploration.seconds = time.monotonic() - started
+    return _unless_cut(config)
+
+
+def _unless_cut(config: MachineConfig) -> Exploration:
+    """The exploration of a pass -- unless the run's ceiling cut its budget short: then less was explored
+    than a certificate promises, and the check is inconclusive, never a pass."""
+    if config.ceiling_cut:
+        raise CeilingReached(f"the state machine's exploration budget was cut short ({config.exploration.describe()})")
+    return config.exploration
+
+
+def write_reproducer(profile: ExecutorProfile, steps: list[str], directory: Path | None = None) -> Path:
+    """A standalone pytest file that rebuilds the executor by its dotted path and replays the recorded
+    steps, checking the SPEC PROP invariants after each one, as the machine did."""
+    target = directory or Path(tempfile.mkdtemp(prefix="conformance-reproducer-"))
+    target.mkdir(parents=True, exist_ok=True)
+    body = "\n".join(f"        {step}\n        state.check_properties()" for step in steps)
+    kwargs = json.dumps(profile.executor_kwargs) if profile.executor_kwargs else None
+    name = profile.label.replace(".", "_").replace(":", "_")
+    path = target / f"test_reproduce_{name}.py"
+    path.write_text(
+        f'''"""Replays a failing executor-conformance state-machine programme for {profile.label}.
+
+Generated by airflow-executor-conformance. Run it with: pytest {path.name}
+"""
+import atexit
+
+from conformance.groundtruth.sandbox import ensure_active
+
+atexit.register(ensure_active().deactivate)  # a private AIRFLOW_HOME before Airflow is imported; removed at exit
+
+from conformance.harness.profile import ExecutorProfile  # noqa: E402
+from conformance.harness.stateful import machine_for  # noqa: E402
+from conformance.harness.strategies import TaskSpec  # noqa: E402,F401
+
+
+def test_reproduce():
+    machine = machine_for(ExecutorProfile.from_path({profile.label!r}, {kwargs!r}))
+    state = machine()
+    try:
+{body}
+    finally:
+        state.teardown()
+''')
+    return path

@@ -1,0 +1,2 @@
+"""The pytest adapter over the certification core: options (``plugin``, entry point ``pytest11``), one
+certification per pytest session (``session``), and the suite as one parametrised test (``suite``)."""
