@@ -7,6 +7,12 @@ it with ``--backend-driver pkg.mod.Driver`` (or ``ExecutorProfile(backend=...)``
 declare the ``backend`` capability and are reported "not supported" without it.
 
 ``reference_executors.faults.StateDirectoryOutage`` is the driver for the reference executors.
+
+A driver may also answer ``outstanding(task_ids) -> list[str]``: which of these tasks the backend still
+holds (queued, running) -- one line each, in the backend's words. After each check the suite asks it about
+that check's tasks once the executor was ended, and reports what is left against that check (SPEC LIFE-1):
+work the probe journal cannot see yet (a job still queued on a batch scheduler) is then not left to make the
+next check look wrong. Optional: without it, the journal alone says what still runs.
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ class Certificate:
         """Write report.json, report.md, report.html and badge.json into ``directory``; returns the paths."""
         from pathlib import Path
 
-        from conformance.reporting.report import write_outputs
+        from conformance.reporting.files import write_outputs
 
         return write_outputs(Path(directory), self.record())
 

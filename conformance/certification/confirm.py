@@ -16,26 +16,27 @@ from typing import Any
 from conformance.groundtruth.probes import Probe, ProbeKind
 from conformance.groundtruth.sandbox import Sandbox
 from conformance.harness import airflow_compat as compat
+from conformance.harness.capabilities import Capabilities
 from conformance.harness.profile import ExecutorProfile
 from conformance.harness.scheduler import SchedulerHarness
 from conformance.harness.timing import TimeModel
 
 _OWNER = "capability confirmation"
-_CACHE: dict[str, dict[str, bool]] = {}
+_CACHE: dict[str, Capabilities] = {}
 
 
 def confirmed_capabilities(profile: ExecutorProfile, sandbox: Sandbox,
-                           time: TimeModel | None = None) -> dict[str, bool]:
+                           time: TimeModel | None = None) -> Capabilities:
     """The profile's capabilities, with adoption confirmed by behaviour (cached per executor + kwargs)."""
     key = _cache_key(profile)
     if key in _CACHE:
-        return dict(_CACHE[key])
+        return _CACHE[key]
     caps = profile.capability_set()
     declared_by_author = "adoption" in profile.capabilities
-    if caps.get("adoption") and not declared_by_author:
-        caps["adoption"] = _adopts_a_running_task(profile, sandbox, time or TimeModel(),
-                                                  bool(caps.get("single_threaded")))
-    _CACHE[key] = dict(caps)
+    if caps["adoption"] and not declared_by_author:
+        caps = caps.confirm("adoption", _adopts_a_running_task(profile, sandbox, time or TimeModel(),
+                                                               caps["single_threaded"]))
+    _CACHE[key] = caps
     return caps
 
 

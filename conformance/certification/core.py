@@ -106,10 +106,11 @@ def _certify(executor: Any, opts: CertifyOptions, sandbox: Any, pool: Any, start
         raw[result.check_id] = result
         on_result(with_expectation(result, profile.expected_failures.get(result.check_id), opts.strict))
 
-    from conformance.checks.preflight import PREFLIGHT_ID, preflight_result
+    from conformance.certification.preflight import preflight_result
+    from conformance.checks.preflight import PREFLIGHT_ID
 
     if PREFLIGHT_ID in selected:
-        done(preflight_result(checks.get(PREFLIGHT_ID), preflight.diagnosis, preflight.cut))
+        done(preflight_result(checks.get(PREFLIGHT_ID), preflight.diagnosis, preflight.cut, preflight.teardown))
     others = [cid for cid in selected if cid != PREFLIGHT_ID]
     leftovers: list[str] = []
     if preflight.cut:
@@ -139,7 +140,7 @@ def _certify(executor: Any, opts: CertifyOptions, sandbox: Any, pool: Any, start
 
         inherited = inherited_failures(profile, sandbox, run_options, failed)
     run = {"executor": profile.label, "executor_package": executor_package(profile.label),
-           "capabilities": capabilities, "time_model": model.as_dict(),
+           "capabilities": dict(capabilities), "time_model": model.as_dict(),
            "preflight": preflight.diagnosis if stops else "passed", "seed": seed, "seeds": [seed],
            "expected_failures": dict(profile.expected_failures),
            "overlap": pool.size if pool is not None else 1}
@@ -208,7 +209,7 @@ def _run_overlapped(pool: Any, check_ids: list[str], profile: Any, capabilities:
         if len(lane_results) == job.lanes:
             done(merge_lanes([lane_results[i] for i in range(job.lanes)]))
 
-    run = {"scale": model.scale, "calibration": model.calibration.as_dict(), "capabilities": capabilities,
+    run = {"scale": model.scale, "calibration": model.calibration.as_dict(), "capabilities": dict(capabilities),
            "hypothesis_profile": options.hypothesis_profile, "seed": options.seed, "ceiling": timing.ceiling(),
            "reproducer_dir": str(options.reproducer_dir) if options.reproducer_dir else None}
     left = pool.run(jobs, run, guard, arrived)

@@ -13,14 +13,16 @@ its negative controls see the same verdict. Its measurements are the time model'
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from conformance.groundtruth.probes import Probe, ProbeKind
 from conformance.groundtruth.sandbox import Sandbox
 from conformance.harness import airflow_compat as compat
-from conformance.harness.outcomes import Inconclusive, describe_exception
+from conformance.harness.catalog import CheckSpec
+from conformance.harness.outcomes import CheckResult, Inconclusive, Outcome, describe_exception
 from conformance.harness.profile import ExecutorProfile
+from conformance.harness.runner import teardown_finding
 from conformance.harness.scheduler import CallTimedOut, QueuedTask, SchedulerHarness
 from conformance.harness.timing import Calibration, CeilingReached, TimeModel, WaitTimedOut, machine_pace
 
@@ -39,6 +41,9 @@ class PreflightResult:
     blocks: bool = True
     #: the run's ceiling (--max-minutes) ended the preflight: nothing was judged, nothing else can run
     cut: bool = False
+    #: what tearing the preflight's executor down found (an end() past its budget, processes outliving it):
+    #: reported as LIFE-7's / LIFE-1's finding, never dropped, never a reason to stop the run
+    teardown: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -50,7 +55,14 @@ class PreflightResult:
 
 
 def run_preflight(profile: ExecutorProfile, sandbox: Sandbox, model: TimeModel) -> PreflightResult:
-    """Build, start, heartbeat idle, run ``SAMPLES`` no-op tasks and one failing task, end."""
+    """Build, start, heartbeat idle, run ``SAMPLES`` no-op tasks and one failing task, end; with what
+    tearing it down found."""
+    teardown: list[str] = []
+    result = _run(profile, sandbox, model, teardown)
+    return replace(result, teardown=tuple(teardown)) if teardown else result
+
+
+def _run(profile: ExecutorProfile, sandbox: Sandbox, model: TimeModel, teardown: list[str]) -> PreflightResult:
     h = SchedulerHarness(profile.build(), sandbox, name="preflight", time_model=model, owner=_OWNER)
     tasks: list[QueuedTask] = []
     calibration = Calibration()
@@ -104,8 +116,11 @@ def run_preflight(profile: ExecutorProfile, sandbox: Sandbox, model: TimeModel) 
     except Exception as exc:
         return PreflightResult(Calibration(error=str(exc)), f"{stage}: raised {describe_exception(exc)}")
     finally:
-        h.close()
-        sandbox.reclaim(_OWNER, model.budget("settle"))
+        teardown += h.close()
+        ended = sandbox.reclaim(_OWNER, model.budget("settle"))
+        if ended and not h.abandoned:
+            teardown.append("processes outlived end() and were ended by the suite: "
+                            + "; ".join(p.describe() for p in ended))
 
 
 def _drain(h: SchedulerHarness, tasks: list[QueuedTask], model: TimeModel) -> None:
@@ -200,3 +215,22 @@ def _bookkeeping(h: SchedulerHarness) -> str:
         except Exception as exc:
             parts.append(f"{name} unreadable ({type(exc).__name__})")
     return ", ".join(parts)
+
+
+def preflight_result(spec: CheckSpec, diagnosis: str, cut: bool = False,
+                     teardown: tuple[str, ...] = ()) -> CheckResult:
+    """The preflight's verdict from the run that calibrated the certification (it is not run twice);
+    ``cut``: the run's ceiling ended it, so nothing was judged; ``teardown``: what tearing it down found,
+    reported as the finding of the clause it breaks when the round trip itself passed."""
+    if cut:
+        return CheckResult(spec.id, Outcome.INCONCLUSIVE, f"[{spec.id}] {diagnosis}: the budget was exhausted by the "
+                           "run's ceiling, not by the executor", cause="the --max-minutes ceiling was reached")
+    if not diagnosis and teardown:
+        message, cause = teardown_finding(spec, list(teardown))
+        return CheckResult(spec.id, Outcome.FAILED, message, cause=cause)
+    if not diagnosis:
+        return CheckResult(spec.id, Outcome.PASSED)
+    message = "\n".join([f"[{spec.id}] violates SPEC {spec.clause}: {spec.title}",
+                          f"What the executor did: {diagnosis}",
+                          f"What Airflow's scheduler expects: {spec.expects}", f"How to fix: {spec.fix}"])
+    return CheckResult(spec.id, Outcome.FAILED, message, cause=f"preflight: {diagnosis}")

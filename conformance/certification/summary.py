@@ -86,7 +86,8 @@ def publish(cert: Certificate, report_dir: Any, step_summary: Any) -> list[str]:
     given; returns the lines saying where."""
     from pathlib import Path
 
-    from conformance.reporting.report import append_step_summary, write_outputs
+    from conformance.reporting.files import write_outputs
+    from conformance.reporting.report import append_step_summary
 
     if report_dir is None and not step_summary:
         return []

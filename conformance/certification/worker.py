@@ -50,6 +50,7 @@ def _run(setup: dict[str, Any], sandbox: Any, commands: IO[str], results: IO[str
     from conformance import checks
     from conformance.groundtruth import processes
     from conformance.harness import timing
+    from conformance.harness.capabilities import Capabilities
     from conformance.harness.context import RunOptions
     from conformance.harness.profile import ExecutorProfile, load_backend_driver
     from conformance.harness.runner import run_check
@@ -72,7 +73,7 @@ def _run(setup: dict[str, Any], sandbox: Any, commands: IO[str], results: IO[str
     time = TimeModel(scale=float(run["scale"]), calibration=Calibration(**run["calibration"]))
     options = RunOptions(time=time, hypothesis_profile=run["hypothesis_profile"], seed=run.get("seed"),
                          reproducer_dir=None if run.get("reproducer_dir") is None else _path(run["reproducer_dir"]))
-    capabilities = {str(k): bool(v) for k, v in run["capabilities"].items()}
+    capabilities = Capabilities.of({str(k): bool(v) for k, v in run["capabilities"].items()})
     while True:
         job = _receive(commands)
         if job.get("stop"):

@@ -10,7 +10,7 @@ from conformance.harness.scheduler import QueuedTask, SchedulerHarness
 def long_probe(ctx: CheckContext) -> Probe:
     """A task that stays in flight until released -- unless the executor runs tasks inside its
     heartbeat (single-threaded), where a hang would block the heartbeat; then a short sleep."""
-    if ctx.capabilities.get("single_threaded"):
+    if ctx.can("single_threaded"):
         return Probe.new(ProbeKind.OK, delay=0.05)
     return Probe.new(ProbeKind.HANG)
 

@@ -58,7 +58,7 @@ def returns_unadopted_subset(ctx: CheckContext) -> None:
     ids = {id(ti) for ti in foreign}
     strangers = [ti for ti in result if id(ti) not in ids]
     ctx.expect(not strangers, f"returned objects that were not in the input: {strangers!r}")
-    if not ctx.capabilities.get("adoption"):
+    if not ctx.can("adoption"):
         ctx.expect(len(result) == len(foreign), "without an adoption implementation every TI must come back")
     returned = {id(ti) for ti in result}
     claimed_untracked = [ti.task_id for ti in foreign if id(ti) not in returned and not h.executor.has_task(ti)]
@@ -124,7 +124,7 @@ def unadopted_never_reported(ctx: CheckContext) -> None:
     """B receives a foreign TI plus (if it adopts) A's task; whatever it hands back it never reports."""
     tis: list[Any] = []
     tasks: list[QueuedTask] = []
-    if ctx.capabilities.get("adoption"):
+    if ctx.can("adoption"):
         _, tasks, tis = orphaned_tasks(ctx, count=1)
     foreign = compat.adoption_ready(compat.make_task("conformance_foreign", "foreign_task"), job_id=99,
                                     external_executor_id="no-such-external-id", running=True)

@@ -139,8 +139,8 @@ def scheduler_crash_recovery(ctx: CheckContext) -> None:
     """cfe_crash: two tasks held until released; the scheduler is SIGKILLed while they run (one, for a
     single-threaded executor), a new one starts, then they are released. Judged by the journal (how often
     each task ran) and the database."""
-    adopts = bool(ctx.capabilities.get("adoption"))
-    at_once = 1 if ctx.capabilities.get("single_threaded") else CRASH_TASKS
+    adopts = bool(ctx.can("adoption"))
+    at_once = 1 if ctx.can("single_threaded") else CRASH_TASKS
     with _deployment(ctx) as deployment:
         run = deployment.trigger("cfe_crash")
         try:

@@ -101,7 +101,7 @@ def slots_account_for_work(ctx: CheckContext) -> None:
     tasks = [h.queue(long_probe(ctx)) for _ in range(min(2, total))]
     ctx.expect(ex.slots_available == total - len(tasks),
                f"after queueing {len(tasks)} tasks slots_available={ex.slots_available} (parallelism {total})")
-    if not ctx.capabilities.get("single_threaded"):
+    if not ctx.can("single_threaded"):
         wait_started(h, tasks)
         # slots_occupied is part of the scheduler's surface wherever the base class has it (2.8+): read,
         # never defaulted (SURF-1); before 2.8 it is what slots_available leaves
@@ -163,7 +163,7 @@ def does_not_block(ctx: CheckContext) -> None:
 def priority_order(ctx: CheckContext) -> None:
     """Four tasks with priorities 1, 9, 3, 7 and two slots: the two highest start first. An executor
     that runs tasks one by one inside its heartbeat must start them in priority order."""
-    single = bool(ctx.capabilities.get("single_threaded"))
+    single = bool(ctx.can("single_threaded"))
     h = ctx.harness(parallelism=2)
     slots = 1 if single else min(4, _limit(ctx, h))  # some executors ignore the parallelism asked for
     tasks = {p: h.queue(long_probe(ctx), priority=p) for p in (1, 9, 3, 7)}

@@ -43,7 +43,7 @@ def end_waits_and_flushes(ctx: CheckContext) -> None:
     h = ctx.harness(parallelism=2)
     tasks = [h.queue(Probe.new(ProbeKind.OK, delay=0.3)) for _ in range(2)]
     h.heartbeat()
-    if not ctx.capabilities.get("single_threaded"):
+    if not ctx.can("single_threaded"):
         h.wait_for(lambda: all(h.journal().started(t.task_id) for t in tasks), "both tasks to start")
     h.end()
     j = h.journal()
@@ -61,7 +61,7 @@ def end_waits_and_flushes(ctx: CheckContext) -> None:
 def terminate_stops_work(ctx: CheckContext) -> None:
     """Two hanging tasks; terminate(); within 5 s no probe process is alive."""
     h = ctx.harness(parallelism=2)
-    if ctx.capabilities.get("single_threaded"):
+    if ctx.can("single_threaded"):
         h.terminate()  # nothing in flight between calls; it must simply not raise
         return
     tasks = [h.queue(Probe.new(ProbeKind.HANG)) for _ in range(2)]
@@ -163,7 +163,7 @@ def tracks_task_until_terminal(ctx: CheckContext) -> None:
     ex = h.executor
     task = h.queue(long_probe(ctx))
     ctx.expect(ex.has_task(task.ti), "has_task(ti) is False right after queueing")
-    if not ctx.capabilities.get("single_threaded"):
+    if not ctx.can("single_threaded"):
         wait_started(h, [task])
         ctx.expect(ex.has_task(task.ti) and task.key in ex.running,
                    f"while the task runs: has_task={ex.has_task(task.ti)}, in running={task.key in ex.running}")
@@ -200,7 +200,7 @@ def end_returns_with_work_in_flight(ctx: CheckContext) -> None:
     progresses after end() (queued work nobody will start, an acknowledgement) never does. An executor that
     adopts may return without waiting at all (LIFE-1 does not apply to it); it must still return.
     A single-threaded executor runs its tasks inside the heartbeat: two short ones, then end()."""
-    if ctx.capabilities.get("single_threaded"):
+    if ctx.can("single_threaded"):
         h = ctx.harness(parallelism=2)
         [h.queue(Probe.new(ProbeKind.OK, delay=0.3)) for _ in range(2)]
         h.heartbeat()  # runs the tasks inside the heartbeat

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from conformance.harness.catalog import CheckSpec, check
+from conformance.harness.catalog import check
 from conformance.harness.context import CheckContext
-from conformance.harness.outcomes import CheckResult, Outcome
 
 PREFLIGHT_ID = "preflight.task_runs_end_to_end"
 
@@ -22,16 +21,3 @@ def task_runs_end_to_end(ctx: CheckContext) -> None:
     result = run_preflight(ctx.profile, ctx.sandbox, ctx.time)
     ctx.expect(result.passed, result.diagnosis)
 
-
-def preflight_result(spec: CheckSpec, diagnosis: str, cut: bool = False) -> CheckResult:
-    """The preflight's verdict from the run that calibrated the certification (it is not run twice);
-    ``cut``: the run's ceiling ended it, so nothing was judged."""
-    if cut:
-        return CheckResult(spec.id, Outcome.INCONCLUSIVE, f"[{spec.id}] {diagnosis}: the budget was exhausted by the "
-                           "run's ceiling, not by the executor", cause="the --max-minutes ceiling was reached")
-    if not diagnosis:
-        return CheckResult(spec.id, Outcome.PASSED)
-    message = "\n".join([f"[{spec.id}] violates SPEC {spec.clause}: {spec.title}",
-                          f"What the executor did: {diagnosis}",
-                          f"What Airflow's scheduler expects: {spec.expects}", f"How to fix: {spec.fix}"])
-    return CheckResult(spec.id, Outcome.FAILED, message, cause=f"preflight: {diagnosis}")

@@ -71,7 +71,7 @@ def _judge(ctx: CheckContext, what: str, flag: str, make: Callable[[str], Any], 
     # about it before its terminal one is then seen, whatever the machine's speed (a buffer entry is
     # overwritten by the next event for the same key). A single-threaded executor runs it inside the
     # heartbeat, where nothing can be read in between: no hold.
-    probe = Probe.new(ProbeKind.OK if ctx.capabilities.get("single_threaded") else ProbeKind.HANG)
+    probe = Probe.new(ProbeKind.OK if ctx.can("single_threaded") else ProbeKind.HANG)
     ctx.sandbox.claim(probe.task_id, ctx.spec.id)
     workload = make(probe.task_id)
     key = compat.workload_key(workload)

@@ -239,13 +239,14 @@ class Sandbox:
                 late.append((owner, run))
         return late
 
-    def reclaim(self, owner: str, grace: float) -> None:
+    def reclaim(self, owner: str, grace: float) -> list[processes.Proc]:
         """After a scenario the suite itself ran (calibration, capability confirmation): its probes
-        end, its leftovers go, and later runs of its work are reported as late."""
+        end, its leftovers go (returned: the caller reports them), and later runs of its work are
+        reported as late."""
         self.settle(grace, self.owned_by(owner))
         self.kill_leaked_probes()
         self.close_owner(owner)
-        self.sweep_processes(include_shared_helpers=False, grace=grace, wait=False)
+        return self.sweep_processes(include_shared_helpers=False, grace=grace, wait=True)
 
     def sweep_processes(self, include_shared_helpers: bool, grace: float = 3.0,
                         wait: bool = True) -> list[processes.Proc]:

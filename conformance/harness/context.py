@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from conformance.groundtruth.journal import Journal
 from conformance.groundtruth.sandbox import Sandbox
 from conformance.harness import airflow_compat as compat
+from conformance.harness.capabilities import Capabilities
 from conformance.harness.outcomes import AdviceGiven, ConformanceFailure, NotApplicable, NotSupported
 from conformance.harness.profile import DEFAULT_PARALLELISM, ExecutorProfile
 from conformance.harness.scheduler import SchedulerHarness
@@ -57,6 +58,11 @@ class CheckContext:
     harnesses: list[SchedulerHarness] = field(default_factory=list)
     #: what a passing check wants on the record (the state machine: what it explored)
     notes: list[str] = field(default_factory=list)
+
+    def can(self, capability: str) -> bool:
+        """Whether the executor has ``capability`` -- a declared name, or this raises (a typo must not read
+        as "no")."""
+        return Capabilities.of(self.capabilities)[capability]
 
     @property
     def time(self) -> TimeModel:
@@ -133,6 +139,7 @@ class CheckContext:
             killed = self.sandbox.kill_leaked_probes()
             problems.append("task work was still running after the executor was ended and was killed: "
                             + "; ".join(r.describe() for r in killed if r.task_id in mine))
+        problems += self._held_by_backend(mine)
         self.sandbox.close_owner(self.spec.id)
         late = [f"{owner}: {run.describe()}" for owner, run in self.sandbox.late_runs()]
         abandoned = any(h.abandoned for h in self.harnesses)  # a 'dead scheduler' leaves its workers
@@ -141,6 +148,26 @@ class CheckContext:
             problems.append("processes outlived end() and were ended by the suite: "
                             + "; ".join(p.describe() for p in leftovers))
         return problems, late
+
+
+    def _held_by_backend(self, task_ids: set[str]) -> list[str]:
+        """What the backend driver says it still holds of this check's tasks after the executor was ended
+        (``BackendDriver.outstanding``, optional); a driver that cannot answer is named, not trusted."""
+        ask = getattr(self.profile.backend, "outstanding", None)
+        if ask is None or not task_ids:
+            return []
+        try:
+            held = [str(line) for line in ask(sorted(task_ids))]
+        except Exception as exc:
+            self.notes.append(f"the backend driver could not say what it still holds: {type(exc).__name__}: {exc}")
+            return []
+        if not held:
+            return []
+        if self.can("adoption"):  # its tasks may outlive the scheduler: a next one adopts them (LIFE-1)
+            self.notes.append("the backend still holds (for a next scheduler to adopt): " + "; ".join(held))
+            return []
+        return ["task work was still running after the executor was ended, held by the backend (its driver "
+                "says): " + "; ".join(held)]
 
 
 #: the longest "what the executor did" a failure shows: past it the middle is cut, saying how much

@@ -75,7 +75,12 @@ class ConformanceFailure(AssertionError):
 
 
 class Inconclusive(Exception):
-    """A budget ran out while the journal showed the backend still progressing: slow, not wrong."""
+    """A budget ran out while the journal showed the backend still progressing: slow, not wrong.
+    ``cause`` groups the inconclusive checks that share one reason in the summary."""
+
+    def __init__(self, message: str, cause: str = ""):
+        super().__init__(message)
+        self.cause = cause
 
 
 class NotSupported(Exception):

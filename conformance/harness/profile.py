@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from conformance.harness.capabilities import DECLARED
+from conformance.harness.capabilities import DECLARED, Capabilities, CapabilityState
 
 
 class ProfileError(Exception):
@@ -84,9 +84,14 @@ class ExecutorProfile:
     def executor_type(self) -> type[Any]:
         return self.executor_class if self.executor_class is not None else type(self.probe_instance())
 
-    def capability_set(self) -> dict[str, bool]:
+    def capability_set(self) -> Capabilities:
+        """Every declared capability, as the class shows it (*detected*), overridden by what the author
+        declared (``capabilities``), and only where the installed Airflow has it (*exists*)."""
         from conformance.harness import airflow_compat as compat
 
+        unknown = sorted(set(self.capabilities) - set(DECLARED))
+        if unknown:
+            raise ProfileError(f"capabilities {unknown} are not declared; known: {sorted(DECLARED)}")
         cls = self.executor_type()
         base = compat.base_executor_class()
         instance = self.probe_instance()
@@ -97,25 +102,26 @@ class ExecutorProfile:
             return mine is not None and mine is not inspect.getattr_static(base, name, None)
 
         limit = compat.effective_parallelism(instance)
-        caps = {
+        detected = {
             "parallel": not single and (limit is None or limit >= 2),
             "single_threaded": single,
             "local": bool(getattr(cls, "is_local", False)),
             "adoption": overrides("try_adopt_task_instances"),
-            "revoke": overrides("revoke_task") and hasattr(base, "revoke_task"),
-            "cleanup_stuck": overrides("cleanup_stuck_queued_tasks") and hasattr(base, "cleanup_stuck_queued_tasks"),
+            "revoke": overrides("revoke_task"),
+            "cleanup_stuck": overrides("cleanup_stuck_queued_tasks"),
             "cli_commands": overrides("get_cli_commands"),
             "task_log": overrides("get_task_log"),
             "multi_team": bool(getattr(cls, "supports_multi_team", False)),
             "callbacks": bool(getattr(cls, "supports_callbacks", False)),
             "backend": self.backend is not None,
         }
-        caps["stuck_handling"] = caps["revoke"] or caps["cleanup_stuck"]
-        caps.update(self.capabilities)
-        unknown = sorted(set(caps) - set(DECLARED))
-        if unknown:
-            raise ProfileError(f"capabilities {unknown} are not declared; known: {sorted(DECLARED)}")
-        return caps
+        exists = {"revoke": hasattr(base, "revoke_task"),
+                  "cleanup_stuck": hasattr(base, "cleanup_stuck_queued_tasks")}
+        states = {name: CapabilityState(name, detected[name], self.capabilities.get(name), None,
+                                        exists.get(name, True)) for name in detected}
+        handles = states["revoke"].value or states["cleanup_stuck"].value
+        states["stuck_handling"] = CapabilityState("stuck_handling", handles, self.capabilities.get("stuck_handling"))
+        return Capabilities(states)
 
 
 @contextlib.contextmanager

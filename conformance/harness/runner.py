@@ -102,7 +102,8 @@ def _verdicts(ctx: CheckContext, verdict: dict[str, Any]) -> Iterator[None]:
     except ConformanceFailure as exc:
         verdict.update(outcome=Outcome.FAILED, message=str(exc))
     except Inconclusive as exc:
-        verdict.update(outcome=Outcome.INCONCLUSIVE, message=f"[{ctx.spec.id}] (SPEC {ctx.spec.clause}) {exc}")
+        verdict.update(outcome=Outcome.INCONCLUSIVE, message=f"[{ctx.spec.id}] (SPEC {ctx.spec.clause}) {exc}",
+                       cause=exc.cause)
     except CeilingReached as exc:
         verdict.update(outcome=Outcome.INCONCLUSIVE, cause=CEILING_CAUSE,
                        message=f"[{ctx.spec.id}] (SPEC {ctx.spec.clause}) {exc}: the budget was exhausted by the "

@@ -416,14 +416,16 @@ class SchedulerHarness:
                         f"{exc}\nInconclusive: nothing moved, but this machine now runs the suite {slowdown:.1f}x "
                         f"slower than when the budgets were calibrated (a fixed CPU workload), so the budget no "
                         f"longer says what it meant. Re-run on a quieter machine or with a larger "
-                        f"--conformance-time-scale (now {self.time_model.scale:g}).") from None
+                        f"--conformance-time-scale (now {self.time_model.scale:g}).",
+                        cause="the machine ran the suite much slower than when the budgets were calibrated") from None
             if not any(journal.runs_of(t.task_id) for t in tasks):
                 exc.cause = "queued tasks never started (nothing reached the journal)"
             return
         raise Inconclusive(
             f"{exc}\nInconclusive: the backend was still making progress when the budget ran out (a task started, "
             f"ended or was reported in the last {now - recent:.1f}s), so this is slowness, not a broken contract. "
-            f"Re-run with a larger --conformance-time-scale (now {self.time_model.scale:g}).") from None
+            f"Re-run with a larger --conformance-time-scale (now {self.time_model.scale:g}).",
+            cause="budgets ran out while the backend was still making progress (slow, not wrong)") from None
 
     def ended_unreported(self, tasks: Sequence[QueuedTask], after: float | None = None) -> dict[str, float]:
         """Tasks whose work ended more than ``after`` seconds (default: the ``report`` budget) ago without a

@@ -249,6 +249,11 @@ class ConformanceSession:
         self.run_options()
         return self.preflight is not None and self.preflight.cut
 
+    def preflight_teardown(self) -> tuple[str, ...]:
+        """What tearing the preflight down found (reported as LIFE-7's / LIFE-1's finding)."""
+        self.run_options()
+        return self.preflight.teardown if self.preflight is not None else ()
+
     def preflight_finding(self) -> str:
         """The preflight's diagnosis, also one that lets the other checks run."""
         self.run_options()
@@ -271,7 +276,7 @@ class ConformanceSession:
         profile, _ = self._bound()
         options = self.run_options()
         return {"executor": profile.label, "executor_package": executor_package(profile.label),
-                "capabilities": self.capabilities(), "time_model": options.time.as_dict(),
+                "capabilities": dict(self.capabilities()), "time_model": options.time.as_dict(),
                 "preflight": self.preflight_diagnosis() or "passed", "seed": options.seed,
                 "expected_failures": dict(profile.expected_failures)}
 
@@ -421,7 +426,7 @@ class ConformanceSession:
     def certificate(self) -> Certificate:
         """The run as a certificate (the same type ``conformance.certify`` returns)."""
         run = self.run or ({"executor": self.profile.label, "executor_package": executor_package(self.profile.label),
-                            "capabilities": self.profile.capability_set()} if self.profile is not None else {})
+                            "capabilities": dict(self.profile.capability_set())} if self.profile is not None else {})
         run = {**run, "expected_failures": run.get("expected_failures", dict(self.settings.expected_failures))}
         option = self.config.getoption
         options = {**self.settings.as_dict(),

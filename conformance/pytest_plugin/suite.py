@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from conformance import checks
-from conformance.checks.preflight import PREFLIGHT_ID, preflight_result
+from conformance.certification.preflight import preflight_result
+from conformance.checks.preflight import PREFLIGHT_ID
 from conformance.harness import timing
 from conformance.harness.outcomes import CheckResult, Outcome, with_expectation
 from conformance.harness.runner import CEILING_CAUSE, run_check
@@ -51,7 +52,7 @@ def test_check(conformance_sandbox: Any, executor_profile: Any, check_id: str,
         result = CheckResult(check_id, Outcome.INCONCLUSIVE, f"[{check_id}] not started: {CEILING_CAUSE} before "
                              "its turn came; nothing was judged", cause=CEILING_CAUSE)
     elif check_id == PREFLIGHT_ID:  # the session ran it already (it calibrated the run): its verdict stands
-        result = preflight_result(spec, state.preflight_finding(), state.preflight_cut())
+        result = preflight_result(spec, state.preflight_finding(), state.preflight_cut(), state.preflight_teardown())
     else:
         result = run_check(spec, executor_profile, conformance_sandbox, capabilities, options)
     stated = with_expectation(result, executor_profile.expected_failures.get(check_id), state.settings.strict)

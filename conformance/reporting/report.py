@@ -22,23 +22,6 @@ _BADGE_COLOUR = {"CERTIFIED": "brightgreen", "CERTIFIED WITH EXCEPTIONS": "yello
                  "NOT CERTIFIED": "red"}
 
 
-def write_outputs(directory: Path, report: dict[str, Any]) -> list[Path]:
-    """Write every certificate file into ``directory``; returns their paths (report.json first)."""
-    from conformance.reporting.html_report import render_html
-
-    directory.mkdir(parents=True, exist_ok=True)
-    files = {"report.json": json.dumps(report, indent=2, sort_keys=True, default=str) + "\n",
-             "report.md": render_markdown(report),
-             "report.html": render_html(report),
-             "badge.json": json.dumps(badge(report), indent=2) + "\n"}
-    paths = []
-    for name, text in files.items():
-        path = directory / name
-        path.write_text(text, encoding="utf-8")
-        paths.append(path)
-    return paths
-
-
 def load_report(path: Path) -> dict[str, Any]:
     """A report.json (or a folder holding one); ValueError with a readable reason otherwise."""
     target = path / "report.json" if path.is_dir() else path

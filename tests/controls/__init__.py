@@ -1,0 +1,1 @@
+"""Negative controls: deliberately broken executors, one module per contract area."""
