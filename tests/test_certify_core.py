@@ -132,3 +132,20 @@ def test_merged_lanes_keep_the_evidence_of_a_failing_lane() -> None:
     both = merge_lanes([passed, passed])
     assert both.outcome is Outcome.PASSED and both.message.count("explored 3 programmes") == 2
     assert both.seconds == 2.0
+
+
+def test_the_cli_certifies_through_the_core_with_progress_and_a_log(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "CONFORMANCE_", "PYTEST_", "COV"))}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    report = tmp_path / "report"
+    done = subprocess.run([sys.executable, "-m", "conformance.cli", "certify", "reference_executors.SequentialExecutor",
+                           "--report", str(report), "--seed", "5", "--max-minutes", "30"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "  passed          heartbeat.priority_order (" in out  # one progress line per check
+    assert "VERDICT: reference_executors.SequentialExecutor is CERTIFIED (contract tier)" in out
+    assert "test session starts" not in out  # not a pytest session
+    assert (report / "certify.log").is_file() and (report / "report.json").is_file()
+    record = json.loads((report / "report.json").read_text())
+    assert record["options"]["max_minutes"] == 30 and record["options"]["hypothesis"]["seed"] == 5
