@@ -1,6 +1,6 @@
 """Robustness: do verdicts hold on a busy machine? Certify executors repeatedly, idle and busy.
 
-    python benchmarks/robustness.py [--runs 10] [--executors A,B] [--controls] [--json out.json]
+    python benchmarks/robustness.py [--runs 10] [--executors A,B] [--controls] [--positive] [--json out.json]
 
 For each executor, ``--runs`` contract-tier certifications (all checks but the state machine) in a
 new process, first on the idle machine, then beside CPU-bound loops (twice as many as cores, like
@@ -8,6 +8,10 @@ new process, first on the idle machine, then beside CPU-bound loops (twice as ma
 the idle verdict was CERTIFIED (false failures; goal 0), inconclusive checks, the median wall time and
 the busy/idle ratio (goal <= 2), and processes left behind after the run (goal 0). ``--controls``
 also certifies broken executors under load and reports whether each is still caught (goal: all).
+
+``--positive`` certifies situations that must not change a verdict (through the CLI, checks overlapped):
+a correct executor behind a slow backend must be CERTIFIED; one whose ``end()`` hangs now and then must
+fail LIFE-7 (and the preflight naming it) and nothing else -- never a run where every check is *not run*.
 
 Measured, never asserted: this prints a table; tests do not time things.
 """
@@ -40,6 +44,13 @@ CONTROLS = [("tests.broken_executors.NeverStarts", "heartbeat.triggers_queued_wo
             ("tests.broken_executors.ForgetsRunning", "heartbeat.respects_parallelism", []),
             ("tests.broken_executors.AdoptNeverReports", "adoption.adopted_tasks_finish_without_rerun", []),
             ("tests.broken_executors.SerialButClaimsParallel", "attributes.parallel_executor_overlaps", [])]
+
+
+#: (dotted path, extra CLI arguments, the checks allowed to fail: empty means it must be CERTIFIED)
+_SLOW = ["--executor-kwargs", '{"start_latency": 4, "report_latency": 3}']
+POSITIVE = [("tests.slow_backend.SlowReferenceLocal", _SLOW, set()),
+            ("tests.test_time_model.EndHangsOnce", [],
+             {"lifecycle.end_returns_with_work_in_flight", "preflight.task_runs_end_to_end"})]
 
 
 @contextlib.contextmanager
@@ -89,12 +100,40 @@ def certify(executor: str, extra: list[str]) -> dict[str, Any]:
             "leftovers": leftovers, "time_model": report.get("time_model")}
 
 
+def certify_cli(executor: str, extra: list[str]) -> dict[str, Any]:
+    """A whole certification through ``executor-conformance certify`` (the core, checks overlapped)."""
+    with tempfile.TemporaryDirectory(prefix="robustness-") as tmp:
+        started = time.perf_counter()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        subprocess.run([sys.executable, "-m", "conformance.cli", "certify", executor, "--report", tmp, *extra],
+                       cwd=tmp, env=env, capture_output=True, text=True, timeout=3600, check=False)
+        wall = time.perf_counter() - started
+        report = json.loads((Path(tmp) / "report.json").read_text())
+        leftovers = _our_processes(tmp)
+    statuses = {c["id"]: c["status"] for c in report.get("checks", [])}
+    return {"wall": wall, "verdict": report["verdict"], "leftovers": leftovers,
+            "not_passed": sorted(k for k, v in statuses.items() if v in ("failed", "inconclusive", "not run"))}
+
+
+def _positive(results: dict[str, Any]) -> None:
+    for dotted, extra, allowed in POSITIVE:
+        for condition in ("idle", "busy"):
+            with busy(condition == "busy"):
+                run = certify_cli(dotted, extra)
+            ok = (run["verdict"] == "CERTIFIED") if not allowed else \
+                (bool(run["not_passed"]) and set(run["not_passed"]) <= allowed)
+            print(f"positive control {dotted} ({condition}): {run['verdict']}, not passed {run['not_passed']} -- "
+                  f"{'as it must be' if ok else 'WRONG'} ({run['wall']:.0f} s, leftovers {len(run['leftovers'])})")
+            results[f"positive:{dotted}:{condition}"] = {**run, "ok": ok}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--executors", default=",".join(DEFAULT_EXECUTORS))
     parser.add_argument("--controls", action="store_true")
     parser.add_argument("--only-controls", action="store_true", help="skip the certification runs")
+    parser.add_argument("--positive", action="store_true", help="also the situations that must not change a verdict")
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args()
     results: dict[str, Any] = {}
@@ -128,6 +167,8 @@ def main() -> int:
                 print(f"control under load: {dotted}: {'caught by ' + how if caught else 'NOT CAUGHT'} "
                       f"({run['wall']:.1f} s)")
                 results[f"control:{dotted}"] = {**run, "caught": caught}
+    if args.positive:
+        _positive(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     return 0

@@ -21,10 +21,14 @@ LATENCY = 1.5
 class SlowBackend(LocalExecutor):
     """Mix in first: ``type("Slow", (SlowBackend, Broken), {})`` delays Broken's starts and reports."""
 
-    def __init__(self, *args: Any, latency: float | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, latency: float | None = None, start_latency: float | None = None,
+                 report_latency: float | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        #: seconds before a start and before a terminal event (``--executor-kwargs '{"latency": 5}'``)
-        self.latency = LATENCY if latency is None else float(latency)
+        #: seconds before a start and before a terminal event (``--executor-kwargs '{"latency": 5}'``), or each
+        #: on its own (``{"start_latency": 4, "report_latency": 3}``)
+        both = LATENCY if latency is None else float(latency)
+        self.latency = both if start_latency is None else float(start_latency)
+        self.report_latency = both if report_latency is None else float(report_latency)
         self._starting: dict[Any, tuple[float, Any]] = {}
         self._reporting: list[tuple[float, Any, str, str]] = []
 
@@ -50,7 +54,7 @@ class SlowBackend(LocalExecutor):
         return key in self._starting or bool(super()._next_run_pending(key))
 
     def _report(self, key: Any, state: str, info: str) -> None:
-        self._reporting.append((time.monotonic() + self.latency, key, state, info))
+        self._reporting.append((time.monotonic() + self.report_latency, key, state, info))
 
     def sync(self) -> None:
         now = time.monotonic()

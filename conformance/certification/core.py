@@ -196,10 +196,10 @@ def _run_overlapped(pool: Any, check_ids: list[str], profile: Any, capabilities:
     lane_results: dict[int, CheckResult] = {}
 
     def guard(job: Job) -> float:
-        own = (4 * (model.budget("state_machine") / job.lanes + model.budget("shrink"))
-               + 20 * model.budget("event") + 4 * model.budget("end"))
+        own = float(4 * (model.budget("state_machine") / job.lanes + model.budget("shrink"))
+                    + 20 * model.budget("event") + 4 * model.budget("end"))
         left = timing.remaining()
-        return own if left is None else min(own, left + 4 * model.budget("end"))
+        return own if left is None else min(own, left + 4 * float(model.budget("end")))
 
     def arrived(job: Job, result: CheckResult) -> None:
         if job.lanes == 1:
