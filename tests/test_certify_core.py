@@ -86,7 +86,7 @@ def test_a_broken_executor_is_caught_the_same_way_serial_and_overlapped(executor
 def test_the_ceiling_makes_what_it_cuts_inconclusive_never_failed_or_passed() -> None:
     """A backend with a 1 s latency and a ceiling of 9 s: the run cannot finish. What the ceiling cut is
     inconclusive with one cause; nothing is failed for it, and the verdict is not a certificate."""
-    run = certify_in_a_fresh_process("tests.slow_backend.SlowReferenceLocal", seed=3, max_minutes=0.15,
+    run = certify_in_a_fresh_process("tests.slow_backend.SlowReferenceLocal", seed=3, max_minutes=0.15, overlap=2,
                                      executor_kwargs={"latency": 1.0})
     outcomes = run["outcomes"]
     assert run["verdict"] == "NOT CERTIFIED"

@@ -41,6 +41,10 @@ def test_stateful_only_bugs_pass_every_contract_check(executor: type, sandbox: S
     assert not failed, f"{executor.__name__} is caught by contract checks too: {failed}"
 
 
+#: A hang guard, not a deadline: exploration here is counted in programmes, so its duration follows the
+#: machine (on two busy cores beside other tests' worker processes, a control that needs 33 programmes has
+#: taken more than the suite's default 600 s).
+@pytest.mark.timeout(2400)
 @pytest.mark.parametrize("control", STATEFUL_CONTROLS, ids=[c.name for c in STATEFUL_CONTROLS])
 def test_state_machine_catches_for_the_right_reason(control: Control, sandbox: Sandbox) -> None:
     """Generation alone (no shrinking: these tests ask whether, not how small), with a fixed seed."""
