@@ -957,7 +957,51 @@ def run_stateful(profile: ExecutorProfile, sandbox: Sandbox, *, hypothesis_profi
     failing programme as found. ``examples`` explores that many programmes whatever they cost, instead of a
     time budget: with ``derandomize`` the same programmes on any machine (the suite's own tests, which ask
     whether a bug is caught and must not depend on how busy the machine is)."""
+    explored = Exploration()
+    deadline: float | None = None
+    for attempt in range(_GENERATION_ATTEMPTS):
+        left = None if examples is None else examples - explored.examples
+        if left is not None and left <= 0:
+            break
+        try:
+            return _merged(explored, _run_once(
+                profile, sandbox, hypothesis_profile=hypothesis_profile, derandomize=derandomize and not attempt,
+                reproducer_dir=reproducer_dir, time_model=time_model, capabilities=capabilities,
+                seed=seed if not attempt else (seed or 0) + attempt, shrink=shrink, examples=left, share=share,
+                deadline=deadline))
+        except _GenerationFlaked as flaked:
+            # Hypothesis saw a programme draw differently on a second pass (a rule's precondition reads the
+            # executor's state, which timing moves): not evidence against the executor. Explore on with the
+            # next seed, within what is left of the same budget.
+            explored = _merged(explored, flaked.exploration)
+            deadline = flaked.deadline
+    return explored
+
+
+#: restarts of generation after hypothesis found its data generation inconsistent (timing-dependent rules)
+_GENERATION_ATTEMPTS = 4
+
+
+class _GenerationFlaked(Exception):
+    def __init__(self, exploration: Exploration, deadline: float):
+        super().__init__("hypothesis' data generation was inconsistent")
+        self.exploration = exploration
+        self.deadline = deadline
+
+
+def _merged(a: Exploration, b: Exploration) -> Exploration:
+    return Exploration(examples=a.examples + b.examples, steps=a.steps + b.steps, tasks=a.tasks + b.tasks,
+                       most_tasks_in_one_programme=max(a.most_tasks_in_one_programme, b.most_tasks_in_one_programme),
+                       seconds=a.seconds + b.seconds)
+
+
+def _run_once(profile: ExecutorProfile, sandbox: Sandbox, *, hypothesis_profile: str, derandomize: bool,
+              reproducer_dir: Path | None, time_model: TimeModel | None, capabilities: dict[str, bool] | None,
+              seed: int | None, shrink: bool, examples: int | None, share: float,
+              deadline: float | None) -> Exploration:
     machine = machine_for(profile, sandbox, time_model, capabilities, hypothesis_profile, share)
+    if deadline is not None:
+        machine.config.deadline = deadline
     if examples is not None:
         machine.config.deadline = float("inf")
         machine.config.ceiling_cut = False
@@ -977,6 +1021,8 @@ def run_stateful(profile: ExecutorProfile, sandbox: Sandbox, *, hypothesis_profi
             exc = next((e for e in group if isinstance(e, PropertyViolated)), group[0])
         if isinstance(exc, CeilingReached) and not config.violations:
             raise CeilingReached(f"{exc} ({config.exploration.describe()})") from None
+        if not config.violations and type(exc).__name__ in ("FlakyStrategyDefinition", "FlakyReplay", "Flaky"):
+            raise _GenerationFlaked(config.exploration, config.deadline) from None
         if not config.violations:
             if isinstance(exc, BudgetSpent) or config.out_of_time():
                 # The budget ended generation (hypothesis may call a programme cut short 'flaky'): every
