@@ -76,7 +76,6 @@ def _certify(executor: Any, opts: CertifyOptions, sandbox: Any, pool: Any, start
     from conformance import checks
     from conformance.certification.confirm import confirmed_capabilities
     from conformance.certification.preflight import run_preflight
-    from conformance.groundtruth import processes
     from conformance.harness.context import RunOptions
     from conformance.harness.profile import ExecutorProfile, check_constructible, load_backend_driver
     from conformance.harness.timing import TimeModel
@@ -90,8 +89,7 @@ def _certify(executor: Any, opts: CertifyOptions, sandbox: Any, pool: Any, start
     profile.expected_failures.update(opts.expected_failures)
     check_constructible(profile)
     seed = opts.seed if opts.seed is not None else random.SystemRandom().randrange(2**32)
-    processes.declare_environment(*(p.pid for p in processes.session_processes(str(sandbox.root))
-                                    if not p.shared_helper))
+    sandbox.declare_present_as_environment()
     model = TimeModel(scale=opts.time_scale * profile.time_scale)
     preflight = run_preflight(profile, sandbox, model)
     model = model.calibrated(preflight.calibration)
@@ -117,21 +115,17 @@ def _certify(executor: Any, opts: CertifyOptions, sandbox: Any, pool: Any, start
         from conformance.harness.runner import CEILING_CAUSE
 
         for cid in others:
-            done(_not_started(cid, CEILING_CAUSE))
+            done(not_started(cid, CEILING_CAUSE))
     elif stops:
         for cid in others:
-            done(CheckResult(cid, Outcome.NOT_RUN, f"not run: the preflight failed ({preflight.diagnosis}); fix "
-                             "that first -- this check could only have failed for the same reason",
-                             cause=f"preflight: {preflight.diagnosis}"))
+            done(not_run(cid, preflight.diagnosis))
     else:
         in_parent = _run_overlapped(pool, others, profile, capabilities, run_options, opts, done) if pool else others
         for cid in in_parent:
             done(_run_here(cid, profile, sandbox, capabilities, run_options))
     if pool is not None:
         leftovers += pool.close(30.0)
-    leftovers += [p.describe() for p in sandbox.sweep_processes(include_shared_helpers=True, wait=False)]
-    leftovers += [f"{path} was written outside the sandbox (the user's Airflow home): the executor or a process it "
-                  "started does not honour AIRFLOW_HOME" for path in sandbox.outside_writes()]
+    leftovers += sandbox.session_leftovers()
     results = {cid: with_expectation(r, profile.expected_failures.get(cid), opts.strict) for cid, r in raw.items()}
     inherited = None
     failed = sorted(cid for cid, r in results.items() if r.outcome is Outcome.FAILED)
@@ -166,11 +160,18 @@ def _run_here(check_id: str, profile: Any, sandbox: Any, capabilities: dict[str,
     from conformance.harness.runner import CEILING_CAUSE, run_check
 
     if timing.remaining() == 0.0:
-        return _not_started(check_id, CEILING_CAUSE)
+        return not_started(check_id, CEILING_CAUSE)
     return run_check(checks.get(check_id), profile, sandbox, capabilities, options)
 
 
-def _not_started(check_id: str, cause: str) -> CheckResult:
+def not_run(check_id: str, diagnosis: str) -> CheckResult:
+    """A check the failed preflight stops: it could only have failed for the same reason."""
+    return CheckResult(check_id, Outcome.NOT_RUN, f"not run: the preflight failed ({diagnosis}); fix that first -- "
+                       "this check could only have failed for the same reason", cause=f"preflight: {diagnosis}")
+
+
+def not_started(check_id: str, cause: str) -> CheckResult:
+    """A check whose turn came after the run's ceiling: nothing was judged."""
     return CheckResult(check_id, Outcome.INCONCLUSIVE, f"[{check_id}] not started: {cause} before its turn came; "
                        "nothing was judged (raise --max-minutes, or leave it unset)", cause=cause)
 
@@ -217,7 +218,7 @@ def _run_overlapped(pool: Any, check_ids: list[str], profile: Any, capabilities:
         if job.check_id == _STATE_MACHINE and job.lane:
             continue
         if timing.remaining() == 0.0:
-            done(_not_started(job.check_id, CEILING_CAUSE))
+            done(not_started(job.check_id, CEILING_CAUSE))
         else:
             here.append(job.check_id)
     return here

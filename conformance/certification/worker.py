@@ -39,16 +39,13 @@ def serve(commands: IO[str], results: IO[str]) -> None:
     try:
         _run(setup, sandbox, commands, results)
     finally:
-        found = [p.describe() for p in sandbox.sweep_processes(include_shared_helpers=True, wait=False)]
-        found += [f"{path} was written outside the sandbox (the user's Airflow home): the executor or a process it "
-                  "started does not honour AIRFLOW_HOME" for path in sandbox.outside_writes()]
+        found = sandbox.session_leftovers()
         sandbox.deactivate()
         _send(results, {"leftovers": found})
 
 
 def _run(setup: dict[str, Any], sandbox: Any, commands: IO[str], results: IO[str]) -> None:
     from conformance import checks
-    from conformance.groundtruth import processes
     from conformance.harness import timing
     from conformance.harness.capabilities import Capabilities
     from conformance.harness.context import RunOptions
@@ -63,8 +60,7 @@ def _run(setup: dict[str, Any], sandbox: Any, commands: IO[str], results: IO[str
     except Exception as exc:
         _send(results, {"error": f"{type(exc).__name__}: {exc}"})
         return
-    processes.declare_environment(*(p.pid for p in processes.session_processes(str(sandbox.root))
-                                    if not p.shared_helper))
+    sandbox.declare_present_as_environment()
     _send(results, {"ready": True, "root": str(sandbox.root), "pid": os.getpid()})
     run = _receive(commands)
     if run.get("stop"):

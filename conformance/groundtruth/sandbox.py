@@ -263,6 +263,19 @@ class Sandbox:
         processes.end_processes(found, grace)
         return found
 
+    def declare_present_as_environment(self) -> None:
+        """Whatever of this session runs now -- before the first executor is built: a conftest fixture's
+        workers, a backend driver's daemons -- is the user's environment: isolation never ends it."""
+        processes.declare_environment(*(p.pid for p in processes.session_processes(str(self.root))
+                                        if not p.shared_helper))
+
+    def session_leftovers(self) -> list[str]:
+        """At the end of a run: every process of the session still alive (ended now) and every write to the
+        user's Airflow home, described for the summary."""
+        found = [p.describe() for p in self.sweep_processes(include_shared_helpers=True, wait=False)]
+        return found + [f"{path} was written outside the sandbox (the user's Airflow home): the executor or a "
+                        "process it started does not honour AIRFLOW_HOME" for path in self.outside_writes()]
+
     def kill_leaked_probes(self) -> list[journal_mod.ProbeRun]:
         """Kill probe processes still alive; returns them so the caller can report the leak."""
         leaked = [r for r in self.journal().still_running() if r.pid != os.getpid()]

@@ -230,10 +230,7 @@ class ConformanceSession:
             profile, sandbox = self._bound()
             # Whatever of this session runs before the first executor is built -- a conftest fixture's
             # workers, a backend driver's daemons -- is the user's environment: isolation never ends it.
-            from conformance.groundtruth import processes
-
-            processes.declare_environment(*(p.pid for p in processes.session_processes(str(sandbox.root))
-                                            if not p.shared_helper))
+            sandbox.declare_present_as_environment()
             self.preflight = run_preflight(profile, sandbox, self._options.time)
             self._options = replace(self._options, time=self._options.time.calibrated(self.preflight.calibration))
             self._calibrated = True
@@ -368,9 +365,7 @@ class ConformanceSession:
         its coverage data before the controller combines it."""
         if self.sandbox is None:
             return
-        found = [p.describe() for p in self.sandbox.sweep_processes(include_shared_helpers=True, wait=False)]
-        found += [f"{path} was written outside the sandbox (the user's Airflow home): the executor or a process "
-                  "it started does not honour AIRFLOW_HOME" for path in self.sandbox.outside_writes()]
+        found = self.sandbox.session_leftovers()
         self.leftovers += found
         workeroutput = getattr(session.config, "workeroutput", None)
         if workeroutput is not None:

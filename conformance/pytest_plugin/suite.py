@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 
 from conformance import checks
+from conformance.certification.core import not_run, not_started
 from conformance.certification.preflight import preflight_result
 from conformance.checks.preflight import PREFLIGHT_ID
 from conformance.harness import timing
-from conformance.harness.outcomes import CheckResult, Outcome, with_expectation
+from conformance.harness.outcomes import Outcome, with_expectation
 from conformance.harness.runner import CEILING_CAUSE, run_check
 from conformance.pytest_plugin.session import record
 
@@ -45,12 +46,9 @@ def test_check(conformance_sandbox: Any, executor_profile: Any, check_id: str,
     state = _session(request, executor_profile, conformance_sandbox)
     options, capabilities, preflight_failed = state.run_options(), state.capabilities(), state.preflight_diagnosis()
     if preflight_failed and check_id != PREFLIGHT_ID:
-        result = CheckResult(check_id, Outcome.NOT_RUN, f"not run: the preflight failed ({preflight_failed}); "
-                             "fix that first -- this check could only have failed for the same reason",
-                             cause=f"preflight: {preflight_failed}")
+        result = not_run(check_id, preflight_failed)
     elif timing.remaining() == 0.0:
-        result = CheckResult(check_id, Outcome.INCONCLUSIVE, f"[{check_id}] not started: {CEILING_CAUSE} before "
-                             "its turn came; nothing was judged", cause=CEILING_CAUSE)
+        result = not_started(check_id, CEILING_CAUSE)
     elif check_id == PREFLIGHT_ID:  # the session ran it already (it calibrated the run): its verdict stands
         result = preflight_result(spec, state.preflight_finding(), state.preflight_cut(), state.preflight_teardown())
     else:
