@@ -3,6 +3,7 @@ time to a verdict for broken executors, and the reference LocalExecutor's throug
 Airflow's own LocalExecutor.
 
     python benchmarks/bench.py [--runs 3] [--tasks 200] [--rounds 3] [--only throughput] [--json out.json]
+    python benchmarks/bench.py --only detection [--seeds 6]   # programmes until each defect is caught
 
 Measured, never asserted: tests do not time things; this script prints a table.
 """
@@ -145,10 +146,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds per executor (alternating order)")
-    parser.add_argument("--only", choices=["throughput", "stateful", "latency"], help="measure only this")
+    parser.add_argument("--only", choices=["throughput", "stateful", "latency", "detection"], help="measure only this")
     parser.add_argument("--latencies", default="0,1,3,5", help="round trips (s) of the latency sweep")
     parser.add_argument("--loads", default="idle,busy", help="machine loads of the latency sweep")
     parser.add_argument("--svg", metavar="FILE", help="the latency sweep's plot (default benchmarks/latency.svg)")
+    parser.add_argument("--seeds", type=int, default=6, help="seeds per control of the detection sweep")
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--e2e", action="store_true", help="also time the e2e tier (a real scheduler; minutes)")
     args = parser.parse_args()
@@ -209,6 +211,16 @@ def _measure(args: argparse.Namespace) -> int:
         results["latency sweep"] = swept
         print(latency.markdown(swept))
         Path(args.svg or Path(__file__).with_name("latency.svg")).write_text(latency.svg(swept))
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        return 0
+    if args.only == "detection":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import detection
+
+        found = detection.sweep(args.seeds)
+        results["detection"] = found
+        print(detection.markdown(found))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
         return 0

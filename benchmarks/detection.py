@@ -1,0 +1,61 @@
+"""How soon the state machine finds each defect it is meant to find: programmes until caught, per seed.
+
+Each state-machine control (``tests/controls/stateful.py``: a broken executor that only the state machine
+catches) is explored with several fixed seeds, generation only (no shrinking), counted in programmes
+rather than seconds. Per control: the programme in which it was first caught for each seed, whether the
+finding named the control's own defect, and the wall time. The suite's own tests give every control 100
+programmes; this table is the evidence for that margin. Measured, never asserted.
+
+    python benchmarks/bench.py --only detection [--seeds 6] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from typing import Any
+
+#: the most programmes one seed may explore before a control counts as missed
+EXAMPLES = 100
+
+
+def sweep(seeds: int) -> dict[str, list[dict[str, Any]]]:
+    """Run every state-machine control with seeds 0..seeds-1 in this process's (active) sandbox."""
+    from conformance.groundtruth.sandbox import ensure_active
+    from conformance.harness.profile import ExecutorProfile
+    from conformance.harness.stateful import PropertyViolated, run_stateful
+    from tests.broken_executors import NEGATIVE_CONTROLS
+
+    sandbox = ensure_active()
+    found: dict[str, list[dict[str, Any]]] = {}
+    for control in NEGATIVE_CONTROLS["stateful.scheduler_action_sequences"]:
+        for seed in range(seeds):
+            started = time.monotonic()
+            row: dict[str, Any] = {"seed": seed}
+            try:
+                explored = run_stateful(ExecutorProfile(executor_class=control.executor), sandbox, seed=seed,
+                                        shrink=False, examples=EXAMPLES)
+                row.update(caught_at=None, explored=explored.examples)
+            except PropertyViolated as exc:
+                finding = str(exc).split("Minimal failing programme", 1)[0]
+                counted = re.search(r"explored (\d+) programmes", str(exc))
+                row.update(caught_at=int(counted.group(1)) if counted else None,
+                           right_reason=bool(re.search(control.expect, finding, re.S)))
+            row["seconds"] = round(time.monotonic() - started, 1)
+            found.setdefault(control.name, []).append(row)
+            print(f"{control.name} seed {seed}: {row}", flush=True)
+    return found
+
+
+def markdown(found: dict[str, list[dict[str, Any]]]) -> str:
+    lines = ["| control | caught (of seeds) | programmes until caught: median / worst | right reason | "
+             "median s |", "|---|---|---|---|---|"]
+    for name, rows in found.items():
+        caught = [r["caught_at"] for r in rows if r.get("caught_at") is not None]
+        worst = max(caught) if len(caught) == len(rows) else f"missed {len(rows) - len(caught)}"
+        right = sum(1 for r in rows if r.get("right_reason"))
+        lines.append(f"| {name} | {len(caught)}/{len(rows)} | "
+                     f"{statistics.median(caught) if caught else '-'} / {worst} | {right}/{len(rows)} | "
+                     f"{statistics.median(r['seconds'] for r in rows):.1f} |")
+    return "\n".join(lines)
