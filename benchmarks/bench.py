@@ -151,6 +151,9 @@ def main() -> int:
     parser.add_argument("--loads", default="idle,busy", help="machine loads of the latency sweep")
     parser.add_argument("--svg", metavar="FILE", help="the latency sweep's plot (default benchmarks/latency.svg)")
     parser.add_argument("--seeds", type=int, default=6, help="seeds per control of the detection sweep")
+    parser.add_argument("--controls", help="the detection sweep's controls (comma-separated class names)")
+    parser.add_argument("--references", action="store_true",
+                        help="the detection sweep also runs the reference executors (false alarms)")
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--e2e", action="store_true", help="also time the e2e tier (a real scheduler; minutes)")
     args = parser.parse_args()
@@ -218,9 +221,15 @@ def _measure(args: argparse.Namespace) -> int:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import detection
 
-        found = detection.sweep(args.seeds)
+        found = detection.sweep(args.seeds, args.controls)
         results["detection"] = found
+        if args.references:
+            results["false alarms"] = detection.false_alarms(args.seeds)
         print(detection.markdown(found))
+        for name, rows in results.get("false alarms", {}).items():
+            alarms = [r for r in rows if r["violated"]]
+            print(f"reference {name}: {len(alarms)} of {len(rows)} seeds violated an invariant"
+                  + "".join(f"\n    seed {r['seed']}: {r['violated']}" for r in alarms))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
         return 0

@@ -3,7 +3,7 @@
 Each state-machine control (``tests/controls/stateful.py``: a broken executor that only the state machine
 catches) is explored with several fixed seeds, generation only (no shrinking), counted in programmes
 rather than seconds. Per control: the programme in which it was first caught for each seed, whether the
-finding named the control's own defect, and the wall time. The suite's own tests give every control 100
+finding named the control's own defect, and the wall time. The suite's own tests give every control 200
 programmes; this table is the evidence for that margin. Measured, never asserted.
 
     python benchmarks/bench.py --only detection [--seeds 6] [--json out.json]
@@ -13,15 +13,21 @@ from __future__ import annotations
 
 import re
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
+REPO = Path(__file__).resolve().parent.parent
+
 #: the most programmes one seed may explore before a control counts as missed
-EXAMPLES = 100
+EXAMPLES = 200
 
 
-def sweep(seeds: int) -> dict[str, list[dict[str, Any]]]:
-    """Run every state-machine control with seeds 0..seeds-1 in this process's (active) sandbox."""
+def sweep(seeds: int, only: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Run every state-machine control (or those named in ``only``, comma-separated) with seeds
+    0..seeds-1 in this process's (active) sandbox."""
+    sys.path.insert(0, str(REPO))  # the controls live in the suite's own tests
     from conformance.groundtruth.sandbox import ensure_active
     from conformance.harness.profile import ExecutorProfile
     from conformance.harness.stateful import PropertyViolated, run_stateful
@@ -30,6 +36,8 @@ def sweep(seeds: int) -> dict[str, list[dict[str, Any]]]:
     sandbox = ensure_active()
     found: dict[str, list[dict[str, Any]]] = {}
     for control in NEGATIVE_CONTROLS["stateful.scheduler_action_sequences"]:
+        if only and control.name not in only.split(","):
+            continue
         for seed in range(seeds):
             started = time.monotonic()
             row: dict[str, Any] = {"seed": seed}
@@ -41,10 +49,39 @@ def sweep(seeds: int) -> dict[str, list[dict[str, Any]]]:
                 finding = str(exc).split("Minimal failing programme", 1)[0]
                 counted = re.search(r"explored (\d+) programmes", str(exc))
                 row.update(caught_at=int(counted.group(1)) if counted else None,
-                           right_reason=bool(re.search(control.expect, finding, re.S)))
+                           right_reason=bool(re.search(control.expect, finding, re.S)),
+                           finding=finding.strip().splitlines()[0][:300])
             row["seconds"] = round(time.monotonic() - started, 1)
             found.setdefault(control.name, []).append(row)
             print(f"{control.name} seed {seed}: {row}", flush=True)
+    return found
+
+
+def false_alarms(seeds: int) -> dict[str, list[dict[str, Any]]]:
+    """The other half of the evidence: the reference executors under the same seeds and programme count.
+    Any violation here is the suite's defect, not the executor's."""
+    from conformance.groundtruth.sandbox import ensure_active
+    from conformance.harness.profile import ExecutorProfile
+    from conformance.harness.stateful import PropertyViolated, run_stateful
+
+    sys.path.insert(0, str(REPO))
+    from tests.broken_executors import REFERENCE
+
+    sandbox = ensure_active()
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name, executor in REFERENCE.items():
+        for seed in range(seeds):
+            started = time.monotonic()
+            row: dict[str, Any] = {"seed": seed}
+            try:
+                explored = run_stateful(ExecutorProfile(executor_class=executor), sandbox, seed=seed, shrink=False,
+                                        examples=EXAMPLES)
+                row.update(violated=None, explored=explored.describe())
+            except PropertyViolated as exc:
+                row.update(violated=str(exc).strip().splitlines()[0][:300])
+            row["seconds"] = round(time.monotonic() - started, 1)
+            found.setdefault(name, []).append(row)
+            print(f"reference {name} seed {seed}: {row}", flush=True)
     return found
 
 

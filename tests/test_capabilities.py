@@ -24,6 +24,17 @@ def test_a_capability_never_computed_is_an_error_not_false() -> None:
         Capabilities(states)
 
 
+def test_plain_answers_must_answer_every_capability() -> None:
+    """What a worker process receives, or a caller passes to ``run_check``: a left-out name is an error."""
+    answers = {name: False for name in DECLARED}
+    assert Capabilities.of(answers)["adoption"] is False
+    del answers["revoke"]
+    with pytest.raises(KeyError, match=r"\['revoke'\] were never computed"):
+        Capabilities.of(answers)
+    with pytest.raises(KeyError, match="not declared"):
+        Capabilities.of({**answers, "revoke": True, "revokes": True})
+
+
 def test_the_author_declares_behaviour_confirms_and_airflow_decides_what_exists() -> None:
     assert CapabilityState("adoption", detected=True, confirmed=False).value is False
     assert CapabilityState("adoption", detected=True, declared=True, confirmed=False).value is True

@@ -119,6 +119,25 @@ def test_lanes_share_the_exploration_budget_only_where_it_holds_several_floors()
     assert lanes_for(remote, 4) == 4 and lanes_for(remote, 2) == 2
 
 
+class _Declares:  # stands for an executor class: rebuildable() reads only its module and name
+    pass
+
+
+def test_declared_capabilities_travel_to_the_workers_and_objects_stay_home() -> None:
+    from types import SimpleNamespace
+
+    from conformance.certification.overlap import rebuildable
+
+    declared = SimpleNamespace(executor_class=_Declares, executor_kwargs={"slots": 2}, factory=None, backend=None,
+                               capabilities={"adoption": False})
+    rebuild = rebuildable(declared, {})
+    assert rebuild is not None and rebuild.path == f"{__name__}._Declares"
+    assert rebuild.kwargs == {"slots": 2} and rebuild.capabilities == {"adoption": False}
+    assert rebuildable(SimpleNamespace(**{**vars(declared), "factory": lambda: None}), {}) is None
+    assert rebuildable(SimpleNamespace(**{**vars(declared), "executor_kwargs": {"x": object()}}), {}) is None
+    assert rebuildable("pkg.mod.Executor", {"a": 1}) == ("pkg.mod.Executor", {"a": 1}, {})
+
+
 def test_merged_lanes_keep_the_evidence_of_a_failing_lane() -> None:
     from conformance.certification.core import merge_lanes
     from conformance.harness.outcomes import CheckResult, Outcome

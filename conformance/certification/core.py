@@ -18,11 +18,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from conformance.certification.certificate import Certificate, executor_package
 from conformance.certification.options import CertifyOptions
 from conformance.harness.outcomes import CheckResult, Outcome, with_expectation
+
+if TYPE_CHECKING:
+    from conformance.certification.overlap import Rebuild
 
 #: the state machine's exploration is split into this many lanes at most (one executor instance each)
 MAX_LANES = 4
@@ -57,15 +60,15 @@ def certify(executor: Any, options: CertifyOptions | None = None, *,
         timing.set_ceiling(None)
 
 
-def _start_pool(rebuildable: tuple[str, dict[str, Any]] | None, opts: CertifyOptions) -> Any:
-    if rebuildable is None or opts.overlap == 1:
+def _start_pool(rebuild: Rebuild | None, opts: CertifyOptions) -> Any:
+    if rebuild is None or opts.overlap == 1:
         return None
     import tempfile
 
     from conformance.certification.overlap import Overlap
 
-    path, kwargs = rebuildable
-    pool = Overlap({"executor": path, "executor_kwargs": kwargs, "backend_driver": opts.backend_driver},
+    pool = Overlap({"executor": rebuild.path, "executor_kwargs": rebuild.kwargs,
+                    "declared_capabilities": rebuild.capabilities, "backend_driver": opts.backend_driver},
                    Path(tempfile.mkdtemp(prefix="executor-conformance-workers-")))
     pool.grow(min(2, opts.overlap or 2))  # they import Airflow while the parent calibrates
     return pool

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from conformance.harness.outcomes import CheckResult, Outcome
 from conformance.harness.timing import Calibration
@@ -49,25 +49,33 @@ def auto_workers(calibration: Calibration, cpus: int, declared: int | None) -> i
     return max(1, min(wanted, declared)) if declared else wanted
 
 
-def rebuildable(executor: Any, kwargs: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """The dotted path and JSON kwargs a worker process can rebuild ``executor`` from, or None when it
-    cannot (a profile with a factory or a live backend object, kwargs that are not JSON): such a profile's
+class Rebuild(NamedTuple):
+    """What a worker process rebuilds the profile from: a dotted path, JSON kwargs, and the capabilities
+    the author declared (the worker's checks get the parent's computed answers as well)."""
+
+    path: str
+    kwargs: dict[str, Any]
+    capabilities: dict[str, bool]
+
+
+def rebuildable(executor: Any, kwargs: dict[str, Any]) -> Rebuild | None:
+    """How a worker process can rebuild ``executor``, or None when it cannot (a profile with a factory or a
+    live backend object, a class defined inside a function, kwargs that are not JSON): such a profile's
     checks run one after another in the calling process."""
     if isinstance(executor, str):
-        path, params = executor, kwargs
+        path, params, declared = executor, kwargs, {}
     else:
         cls = getattr(executor, "executor_class", None)
         made_here = getattr(executor, "factory", None) is not None or getattr(executor, "backend", None) is not None
-        if cls is None or made_here:
-            return None
-        if getattr(executor, "capabilities", None) or "<locals>" in cls.__qualname__:
-            return None  # declared capabilities and local classes live only in this process
+        if cls is None or made_here or "<locals>" in cls.__qualname__:
+            return None  # objects and local classes live only in this process
         path, params = f"{cls.__module__}.{cls.__qualname__}", dict(getattr(executor, "executor_kwargs", {}))
+        declared = {str(k): bool(v) for k, v in (getattr(executor, "capabilities", None) or {}).items()}
     try:
         json.dumps(params)
     except (TypeError, ValueError):
         return None
-    return path, params
+    return Rebuild(path, params, declared)
 
 
 @dataclass(frozen=True)

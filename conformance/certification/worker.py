@@ -57,6 +57,7 @@ def _run(setup: dict[str, Any], sandbox: Any, commands: IO[str], results: IO[str
         backend = load_backend_driver(setup["backend_driver"]) if setup.get("backend_driver") else None
         profile = ExecutorProfile.from_path(setup["executor"], json.dumps(setup.get("executor_kwargs") or {}))
         profile.backend = backend
+        profile.capabilities = {str(k): bool(v) for k, v in (setup.get("declared_capabilities") or {}).items()}
     except Exception as exc:
         _send(results, {"error": f"{type(exc).__name__}: {exc}"})
         return

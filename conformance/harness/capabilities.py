@@ -92,13 +92,11 @@ class Capabilities(dict[str, bool]):
 
     @classmethod
     def of(cls, values: Mapping[str, bool]) -> Capabilities:
-        """From plain answers (a worker process receiving the parent's): detected as given."""
+        """From plain answers (a worker process receiving the parent's): detected as given. Every declared
+        capability needs an answer here too -- one left out would otherwise read as "no"."""
         if isinstance(values, Capabilities):
             return values
-        unknown = sorted(set(values) - set(DECLARED))
-        if unknown:
-            raise KeyError(f"capabilities {unknown} are not declared; known: {sorted(DECLARED)}")
-        return cls({name: CapabilityState(name, bool(values.get(name, False))) for name in DECLARED})
+        return cls({name: CapabilityState(name, bool(value)) for name, value in values.items()})
 
     def __getitem__(self, name: str) -> bool:
         _require_declared(name)

@@ -53,7 +53,7 @@ class CheckContext:
     spec: CheckSpec
     profile: ExecutorProfile
     sandbox: Sandbox
-    capabilities: dict[str, bool]
+    capabilities: Capabilities
     options: RunOptions = field(default_factory=RunOptions)
     harnesses: list[SchedulerHarness] = field(default_factory=list)
     #: what a passing check wants on the record (the state machine: what it explored)
@@ -62,7 +62,7 @@ class CheckContext:
     def can(self, capability: str) -> bool:
         """Whether the executor has ``capability`` -- a declared name, or this raises (a typo must not read
         as "no")."""
-        return Capabilities.of(self.capabilities)[capability]
+        return self.capabilities[capability]
 
     @property
     def time(self) -> TimeModel:

@@ -14,7 +14,7 @@ from typing import Any
 
 from conformance.groundtruth.sandbox import Sandbox
 from conformance.harness import airflow_compat as compat
-from conformance.harness.capabilities import explain_unmet, unmet
+from conformance.harness.capabilities import Capabilities, explain_unmet, unmet
 from conformance.harness.catalog import CheckSpec
 from conformance.harness.context import CheckContext, RunOptions
 from conformance.harness.outcomes import (
@@ -43,7 +43,8 @@ def run_check(spec: CheckSpec, profile: ExecutorProfile, sandbox: Sandbox,
     if not spec.applies():
         return CheckResult(spec.id, Outcome.NOT_APPLICABLE,
                            f"applies to {spec.applies_text}; this is Airflow {compat.version_string()}")
-    caps = capabilities if capabilities is not None else profile.capability_set()
+    # a plain mapping must answer for every declared capability (one left out would read as "no")
+    caps = Capabilities.of(capabilities) if capabilities is not None else profile.capability_set()
     missing = unmet(spec.needs, caps)
     if missing:
         return CheckResult(spec.id, Outcome.NOT_SUPPORTED, explain_unmet(missing))

@@ -143,7 +143,7 @@ CONTROLS: dict[str, list[Control]] = {
         # the duplicate event shows as a second terminal event, or -- when the key was queued again meanwhile --
         # as a key finished while still queued: one defect, two symptoms (which comes first depends on timing)
         Control(DuplicateEventAfterMultiDagFilter, "get_event_buffer pops what it returns|after its terminal event|"
-                                                   "finished but still queued/running: \\['conformance_dag"),
+                                                   "finished but still queued/running: \\['[^\\]]"),
         Control(DropsUnservedQueue, "every accepted workload is queued, running or reported|every queued task gets "
                                     "a terminal event"),
         Control(RebuildsKeyFromNames, "event keys are exactly the keys given"),
