@@ -86,6 +86,45 @@ def test_failure_is_shrunk_and_replayed_by_the_generated_reproducer(sandbox: San
     assert "event keys are exactly the keys given" in replay.stdout
 
 
+def test_a_requeue_the_installed_base_gives_up_on_is_not_a_lost_task(sandbox: Sandbox) -> None:
+    """Airflow 2's BaseExecutor drops a key queued again while its previous run still runs, once its retry
+    window has passed ("could not queue task ... still running"). Found as a false PROP-8 on the reference
+    LocalExecutor under load (a held task re-queued, then released more than 10 s later): the machine
+    follows the installed base's rule, and only after the window."""
+    from conformance.harness import airflow_compat as compat
+    from conformance.harness.stateful import machine_for
+    from conformance.harness.strategies import HELD, TaskSpec
+    from conformance.harness.timing import wait_until
+
+    window = compat.requeue_give_up_seconds()
+    if window is None:
+        pytest.skip("the installed BaseExecutor keeps a re-queued key queued until its previous run ends")
+    machine = machine_for(ExecutorProfile(executor_class=REFERENCE["LocalExecutor"]), sandbox)
+    machine.config.deadline = float("inf")  # steps driven by hand, as a reproducer does: no exploration budget
+    state = machine()
+    try:
+        state.begin(parallelism=2, specs=[TaskSpec(kind=HELD), TaskSpec()])
+        state.scheduler_loop(dags=None)
+        state.check_properties()
+        state.requeue_in_flight(task=0, specs=[TaskSpec()], same_loop=False)
+        state.check_properties()
+        held = state.tracked[0]
+        assert held.requeued and held.accepted == 2, held
+
+        def loop() -> None:
+            state.scheduler_loop(dags=None)
+            state.check_properties()
+
+        wait_until(lambda: held.task.key not in state.h.executor.queued_tasks,
+                   "the base to give up on the re-queued key", window * 6, poll=0.2, each=loop)
+        state.check_properties()
+        assert held.accepted == 1, "the given-up queue call still counts"
+        state.release(task=0)
+        state.check_properties()
+    finally:
+        state.teardown()  # drains, ends, and judges every task against the journal
+
+
 def test_every_marked_invariant_is_checked() -> None:
     """A SPEC PROP invariant left out of PROPERTIES would never run."""
     assert sorted(ExecutorMachine.PROPERTIES) == ExecutorMachine.properties()

@@ -182,6 +182,7 @@ class Tracked:
     accepted: int = 0  # queue calls the executor must honour (a duplicate of a still-queued key is not one)
     terminal: int = 0  # terminal events seen, in stream order
     requeued: bool = False
+    requeued_at: float = float("inf")
     released: bool = False
     queued_to: str = ""  # the harness (scheduler) it was queued to
     dropped: bool = False  # revoked, or reset by an adopting scheduler: no longer expected from anyone
@@ -278,6 +279,24 @@ class ExecutorMachine(RuleBasedStateMachine):
             for event in h.events[seen:]:
                 self._fold(event)
             self._absorbed[id(h)] = len(h.events)
+        self._withdraw_given_up()
+
+    def _withdraw_given_up(self) -> None:
+        """Airflow 2's ``BaseExecutor.trigger_tasks`` gives up on a key queued again while its previous run
+        is still running once its retry window has passed: the key leaves ``queued_tasks`` unrun, and the
+        scheduler's stuck-in-queued handling owns the TI from then on. That is the installed base's rule,
+        not a task the executor lost, so that queue call no longer counts -- only after the window, only
+        for the key that was queued again, and only where the installed base has the rule."""
+        window = compat.requeue_give_up_seconds()
+        if window is None or self.harness is None:
+            return
+        now, ex, journal = time.monotonic(), self.h.executor, self.h.journal()
+        for item in self.tracked:
+            if (item.requeued and item.accepted > 1 and now - item.requeued_at > window
+                    and item.task.key not in ex.queued_tasks
+                    and len(journal.runs_of(item.task.task_id)) < item.accepted):
+                item.accepted -= 1
+                item.requeued_at = float("inf")
 
     def _fold(self, event: Event) -> None:
         terminal = compat.terminal_states()
@@ -417,6 +436,7 @@ class ExecutorMachine(RuleBasedStateMachine):
         item = next((t for t in (*first, *held, *self.tracked) if in_flight(t)), None)
         if item is not None:
             item.requeued = True
+            item.requeued_at = time.monotonic()
             self._queue_again(item)
         return item
 
@@ -813,6 +833,7 @@ class ExecutorMachine(RuleBasedStateMachine):
         """All invariants in ``PROPERTIES`` order (also what reproducers call after each step)."""
         if self.harness is None:
             return
+        self._absorb()
         for name in self.PROPERTIES:
             getattr(self, name)()
 
@@ -1161,6 +1182,7 @@ from conformance.harness.strategies import TaskSpec  # noqa: E402,F401
 
 def test_reproduce():
     machine = machine_for(ExecutorProfile.from_path({profile.label!r}, {kwargs!r}))
+    machine.config.deadline = float("inf")  # a replay is not an exploration: no exploration budget
     state = machine()
     try:
 {body}
