@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import tempfile
 import textwrap
 import threading
@@ -182,7 +183,6 @@ class Tracked:
     accepted: int = 0  # queue calls the executor must honour (a duplicate of a still-queued key is not one)
     terminal: int = 0  # terminal events seen, in stream order
     requeued: bool = False
-    requeued_at: float = float("inf")
     released: bool = False
     queued_to: str = ""  # the harness (scheduler) it was queued to
     dropped: bool = False  # revoked, or reset by an adopting scheduler: no longer expected from anyone
@@ -237,6 +237,8 @@ class ExecutorMachine(RuleBasedStateMachine):
         self.stream_faults: list[str] = []
         self.workload_terminal: dict[Any, int] = {}
         self.unknown: list[Any] = []
+        #: keys the installed base said it gave up on (Airflow 2: "could not queue task ... still running")
+        self.given_up = _GiveUps()
         self.bad_states: list[str] = []
         self._absorbed: dict[int, int] = {}
         self.ended = False
@@ -269,6 +271,7 @@ class ExecutorMachine(RuleBasedStateMachine):
         cfg = self.config
         h = SchedulerHarness(cfg.profile.build(parallelism=parallelism), cfg.sandbox, name=name, job_id=job_id,
                              time_model=cfg.time, owner=OWNER)
+        self.given_up.watch(h.executor)
         return h.start()
 
     # -- the event stream, as a whole --------------------------------------------------------------
@@ -285,18 +288,13 @@ class ExecutorMachine(RuleBasedStateMachine):
         """Airflow 2's ``BaseExecutor.trigger_tasks`` gives up on a key queued again while its previous run
         is still running once its retry window has passed: the key leaves ``queued_tasks`` unrun, and the
         scheduler's stuck-in-queued handling owns the TI from then on. That is the installed base's rule,
-        not a task the executor lost, so that queue call no longer counts -- only after the window, only
-        for the key that was queued again, and only where the installed base has the rule."""
-        window = compat.requeue_give_up_seconds()
-        if window is None or self.harness is None:
-            return
-        now, ex, journal = time.monotonic(), self.h.executor, self.h.journal()
-        for item in self.tracked:
-            if (item.requeued and item.accepted > 1 and now - item.requeued_at > window
-                    and item.task.key not in ex.queued_tasks
-                    and len(journal.runs_of(item.task.task_id)) < item.accepted):
+        not a task the executor lost, so that queue call no longer counts -- on the base's own word (its
+        log record), never inferred from timing: a key that left ``queued_tasks`` because it was dispatched
+        looks the same until its run starts."""
+        for key in self.given_up.take():
+            item = self.by_key.get(key)
+            if item is not None and item.requeued and item.accepted > 1:
                 item.accepted -= 1
-                item.requeued_at = float("inf")
 
     def _fold(self, event: Event) -> None:
         terminal = compat.terminal_states()
@@ -436,7 +434,6 @@ class ExecutorMachine(RuleBasedStateMachine):
         item = next((t for t in (*first, *held, *self.tracked) if in_flight(t)), None)
         if item is not None:
             item.requeued = True
-            item.requeued_at = time.monotonic()
             self._queue_again(item)
         return item
 
@@ -850,6 +847,7 @@ class ExecutorMachine(RuleBasedStateMachine):
                 h.release_all()
             for h in self._harnesses():
                 h.close()
+            self.given_up.close()
             cfg.sandbox.settle(cfg.time.budget("settle"))
             cfg.sandbox.kill_leaked_probes()
             if any(h.abandoned for h in self.retired):
@@ -965,6 +963,41 @@ class ExecutorMachine(RuleBasedStateMachine):
                                f"({type(events[0].state).__name__}); a no-op {kind} ends {state_class}.SUCCESS")
             if len(runs) != 1:
                 self._violated("events match the journal", f"the {kind} {key!r} ran {len(runs)} times")
+
+
+class _GiveUps(logging.Handler):
+    """Collects the keys an executor's base class logs that it gave up on: Airflow 2's
+    ``BaseExecutor.trigger_tasks`` says "could not queue task <key> (still running after N attempts)"."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self._keys: list[Any] = []
+        self._loggers: list[logging.Logger] = []
+        self._lock_keys = threading.Lock()
+
+    def watch(self, executor: Any) -> None:
+        logger = getattr(executor, "log", None)
+        if isinstance(logger, logging.Logger) and logger not in self._loggers:
+            logger.addHandler(self)
+            self._loggers.append(logger)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = str(record.msg)
+        if message.startswith("could not queue task") and "still running" in message and record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            with self._lock_keys:
+                self._keys.append(args[0])
+
+    def take(self) -> list[Any]:
+        with self._lock_keys:
+            keys, self._keys = self._keys, []
+        return keys
+
+    def close(self) -> None:
+        for logger in self._loggers:
+            logger.removeHandler(self)
+        self._loggers = []
+        super().close()
 
 
 def _state_of(value: Any) -> Any:
