@@ -92,26 +92,6 @@ def base_executor_class() -> type:
     return BaseExecutor
 
 
-@functools.cache
-def requeue_give_up_seconds() -> float | None:
-    """How long the installed ``BaseExecutor.trigger_tasks`` keeps a key queued again while its previous run
-    is still in ``running`` before it gives up on it (deletes it from ``queued_tasks`` and logs "could not
-    queue task ... still running"): ``RunningRetryAttemptType.MIN_SECONDS`` and one more try, on Airflow 2.
-    None where the installed base never gives up (Airflow 3.3 keeps the key queued)."""
-    import inspect
-
-    from airflow.executors import base_executor
-
-    retry = getattr(base_executor, "RunningRetryAttemptType", None)
-    if retry is None:
-        return None
-    try:  # the module, not the method: trigger_tasks is wrapped by a tracing decorator on 2.10+
-        source = inspect.getsource(base_executor)
-    except (OSError, TypeError):
-        return float(retry.MIN_SECONDS)
-    return float(retry.MIN_SECONDS) if ".can_try_again()" in source else None
-
-
 def effective_parallelism(executor: Any) -> int | None:
     """The executor's real limit on tasks at once; None means unlimited (Airflow 2's ``parallelism = 0``,
     where the base heartbeat opens a slot per queued task and ``slots_available`` is ``sys.maxsize``)."""

@@ -13,9 +13,8 @@ revoke) pick among them.
 Situations are built, not hoped for: steps have the scheduler loop's shape (queueing is followed by a
 heartbeat and a read unless the step queues more in the same loop), a re-queued key is a held one when one
 is in flight (in flight whatever the machine's speed) with work after it in the batch, and held or
-unserved work is capped so that it cannot clog the rest of the programme. Measured on Airflow 3.3 over 48
-runs (8 defect controls x 6 seeds): the median control is caught in the 4th to 6th programme, the slowest
-in the 41st; before, some needed more than 100.
+unserved work is capped so that it cannot clog the rest of the programme. How soon each known defect
+class is caught is measured by ``benchmarks/bench.py --only detection`` (benchmarks/RESULTS.md).
 
 The SPEC PROP invariants run after every step over the *whole* event stream and the journal, not over
 snapshots: every accepted workload is queued, running or reported (never gone); nothing is reported for
@@ -191,6 +190,11 @@ class Tracked:
     @property
     def outstanding(self) -> int:
         return max(0, self.accepted - self.terminal)
+
+    @property
+    def awaits_release(self) -> bool:
+        """Held work that no rule has released yet."""
+        return self.spec.held and not self.released
 
 
 _Rule = Callable[..., Any]
@@ -392,7 +396,7 @@ class ExecutorMachine(RuleBasedStateMachine):
     def _outstanding_where(self, *, held: bool = False, unserved: bool = False) -> int:
         """Outstanding tasks that wait on a rule (held, not yet released) or on nobody (an unserved queue)."""
         return sum(1 for t in self.tracked if t.outstanding and not t.dropped
-                   and ((held and t.spec.held and not t.released) or (unserved and t.spec.unserved)))
+                   and ((held and t.awaits_release) or (unserved and t.spec.unserved)))
 
     def _queue_again(self, item: Tracked) -> None:
         duplicate = item.task.key in self.h.executor.queued_tasks  # the scheduler's own dedupe rule
@@ -430,26 +434,22 @@ class ExecutorMachine(RuleBasedStateMachine):
         # ones are no test of this). Once per task: the scheduler re-queues a deferred TI after its
         # previous run, never twice over.
         first = [self.tracked[task]] if task is not None else []
-        held = [t for t in self.tracked if t.spec.held and not t.released]
+        held = [t for t in self.tracked if t.awaits_release]
         item = next((t for t in (*first, *held, *self.tracked) if in_flight(t)), None)
         if item is not None:
             item.requeued = True
             self._queue_again(item)
         return item
 
-    @precondition(lambda self: not self.ended and any(t.spec.held and not t.released for t in self.tracked))
+    @precondition(lambda self: not self.ended and any(t.awaits_release for t in self.tracked))
     @rule(task=tasks)
     @_guarded
     def release(self, task: int) -> None:
         """A held task's work finishes (a long task, a sensor's condition met)."""
         self._did("release", task=task)
-
-        def releasable(t: Tracked) -> bool:
-            return t.spec.held and not t.released
-
         # The drawn task if it is held, else the oldest held one: held work left alone fills the slots and
         # the outstanding cap, and the rest of the programme would only wait behind it.
-        item = next((t for t in (self.tracked[task], *self.tracked) if releasable(t)), None)
+        item = next((t for t in (self.tracked[task], *self.tracked) if t.awaits_release), None)
         if item is not None:
             item.released = True
             for h in self._harnesses():
@@ -775,8 +775,7 @@ class ExecutorMachine(RuleBasedStateMachine):
             ended = [r.finished for r in journal.runs_of(item.task.task_id)
                      if r.finished is not None and now - r.finished > report
                      and not (self.ended and self.config.can_adopt and r.finished > self.ended_at - report)]
-            pending = self.h.executor.event_buffer.get(item.task.key) if not self.ended else None
-            reported = item.terminal + (1 if pending and _state_of(pending) in compat.terminal_states() else 0)
+            reported = item.terminal + (1 if not self.ended and self._terminal_unread(item) else 0)
             if len(ended) > reported:
                 self._violated("work that ended has its terminal event within the report budget",
                                f"{_describe_key(item.task.key)}: its work ended {now - max(ended):.1f}s ago "
