@@ -4,6 +4,7 @@ Airflow's own LocalExecutor.
 
     python benchmarks/bench.py [--runs 3] [--tasks 200] [--rounds 3] [--only throughput] [--json out.json]
     python benchmarks/bench.py --only detection [--seeds 6]   # programmes until each defect is caught
+    python benchmarks/bench.py --only false-alarms [--seeds 20] [--designs RunsInSync,...]   # correct executors
 
 Measured, never asserted: tests do not time things; this script prints a table.
 """
@@ -146,14 +147,17 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3, help="throughput rounds per executor (alternating order)")
-    parser.add_argument("--only", choices=["throughput", "stateful", "latency", "detection"], help="measure only this")
+    parser.add_argument("--only", choices=["throughput", "stateful", "latency", "detection", "false-alarms"],
+                        help="measure only this")
     parser.add_argument("--latencies", default="0,1,3,5", help="round trips (s) of the latency sweep")
     parser.add_argument("--loads", default="idle,busy", help="machine loads of the latency sweep")
     parser.add_argument("--svg", metavar="FILE", help="the latency sweep's plot (default benchmarks/latency.svg)")
     parser.add_argument("--seeds", type=int, default=6, help="seeds per control of the detection sweep")
     parser.add_argument("--controls", help="the detection sweep's controls (comma-separated class names)")
     parser.add_argument("--references", action="store_true",
-                        help="the detection sweep also runs the reference executors (false alarms)")
+                        help="the detection sweep also runs the correct executors (false alarms)")
+    parser.add_argument("--designs", help="the false-alarm sweep's correct executors (comma-separated names)")
+    parser.add_argument("--examples", type=int, help="programmes per seed of the false-alarm sweep")
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--e2e", action="store_true", help="also time the e2e tier (a real scheduler; minutes)")
     args = parser.parse_args()
@@ -226,10 +230,17 @@ def _measure(args: argparse.Namespace) -> int:
         if args.references:
             results["false alarms"] = detection.false_alarms(args.seeds)
         print(detection.markdown(found))
-        for name, rows in results.get("false alarms", {}).items():
-            alarms = [r for r in rows if r["violated"]]
-            print(f"reference {name}: {len(alarms)} of {len(rows)} seeds violated an invariant"
-                  + "".join(f"\n    seed {r['seed']}: {r['violated']}" for r in alarms))
+        if "false alarms" in results:
+            print(detection.false_alarm_markdown(results["false alarms"]))
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        return 0
+    if args.only == "false-alarms":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import detection
+
+        results["false alarms"] = detection.false_alarms(args.seeds, args.designs, args.examples)
+        print(detection.false_alarm_markdown(results["false alarms"]))
         if args.json:
             Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
         return 0

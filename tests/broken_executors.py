@@ -106,7 +106,6 @@ from tests.controls.preflight import (  # noqa: F401
 from tests.controls.stateful import (
     BatchStopsAtKeyInFlight,
     DropsEventWhenTwoRunTogether,
-    DuplicateEventAfterMultiDagFilter,
     ExceedsParallelismAfterRevoke,
     LateRunningAfterTerminal,
     RebuildsKeyFromNames,
@@ -139,7 +138,7 @@ NEGATIVE_CONTROLS: dict[str, list[Control]] = {
 }
 
 #: Broken executors that only the state machine may catch: every contract check passes them.
-STATEFUL_ONLY = (DropsEventWhenTwoRunTogether, ExceedsParallelismAfterRevoke, DuplicateEventAfterMultiDagFilter,
+STATEFUL_ONLY = (DropsEventWhenTwoRunTogether, ExceedsParallelismAfterRevoke,
                  RebuildsKeyFromNames, LateRunningAfterTerminal, BatchStopsAtKeyInFlight,
                  # the state machine queues callbacks and connection tests only where Airflow has them
                  *((ReReportsWorkloadWithNextTask,) if compat.has_other_workloads() else ()))

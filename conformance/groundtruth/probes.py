@@ -99,11 +99,24 @@ def release_path(journal_dir: Path, nonce: str) -> Path:
     return journal_dir / "release" / nonce
 
 
-def release(journal_dir: Path, probe: Probe) -> None:
-    """Tell a HANG probe (wherever it runs) to finish successfully."""
+def release(journal_dir: Path, probe: Probe, linger: float = 0.0) -> None:
+    """Tell a HANG probe (wherever it runs) to finish successfully. With ``linger``, its process stays alive
+    that many seconds after its work ended (journaled): a task that deferred is still tearing down when the
+    scheduler may already queue it again. A later release of the same probe changes nothing."""
     path = release_path(journal_dir, probe.nonce)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch()
+    if path.exists():
+        return
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{linger:.3f}" if linger > 0 else "")
+    tmp.replace(path)
+
+
+def _linger(journal_dir: Path, nonce: str) -> float:
+    try:
+        return float(release_path(journal_dir, nonce).read_text() or 0)
+    except (OSError, ValueError):
+        return 0.0
 
 
 def _released(journal_dir: Path, nonce: str) -> bool:
@@ -148,6 +161,10 @@ def run(probe: Probe, identity: dict[str, Any], via: str) -> int:
         extra["worker"] = worker if worker is not None else (os.getpid() if forked_by_scheduler(os.getpid())
                                                              else None)
     journal.append(jdir, {**base, "event": "end", "t": time.monotonic(), "outcome": outcome, **extra})
+    if outcome == "released":
+        linger = _linger(jdir, probe.nonce)
+        if linger > 0:
+            time.sleep(linger)  # the task process tearing down after its work ended: the workload itself
     if probe.kind is ProbeKind.FAIL or outcome == "hang_timeout":
         return 1
     if probe.kind is ProbeKind.RAISE:

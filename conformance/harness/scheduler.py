@@ -477,9 +477,9 @@ class SchedulerHarness:
     def runs(self, task: QueuedTask) -> list[ProbeRun]:
         return self.journal().runs_of(task.task_id)
 
-    def release(self, task: QueuedTask) -> None:
-        probes.release(self.sandbox.journal_dir, task.probe)
-        self.note(f"released {task.task_id}")
+    def release(self, task: QueuedTask, linger: float = 0.0) -> None:
+        probes.release(self.sandbox.journal_dir, task.probe, linger)
+        self.note(f"released {task.task_id}" + (f" (its process lingers {linger:.1f}s)" if linger else ""))
 
     def format_transcript(self, last: int = 40) -> str:
         """The latest lines, repeated polls collapsed: identical calls into one line with a count, and a

@@ -37,6 +37,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import tempfile
 import textwrap
 import threading
@@ -60,6 +61,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from conformance.groundtruth.journal import Journal
 from conformance.groundtruth.probes import Probe, ProbeKind
 from conformance.groundtruth.sandbox import Sandbox, ensure_active
 from conformance.harness import airflow_compat as compat
@@ -69,10 +71,10 @@ from conformance.harness.scheduler import CallTimedOut, Event, QueuedTask, Sched
 from conformance.harness.strategies import (
     DAGS,
     EXECUTOR_CONFIGS,
+    HELD,
     QUEUES,
     RUNS,
     TaskSpec,
-    dag_filters,
     parallelisms,
     task_specs,
 )
@@ -114,6 +116,11 @@ def hypothesis_settings(profile: str = "ci", derandomize: bool = False, shrink: 
 
 class PropertyViolated(AssertionError):
     """A SPEC PROP invariant failed; the message names the property and the steps that led there."""
+
+
+class NotReproduced(Exception):
+    """A violation that did not recur when its recorded programme was replayed under the same time model: no
+    evidence against the executor (Jepsen's *unknown*); the message carries the programme and both outcomes."""
 
 
 class BudgetSpent(Exception):
@@ -181,6 +188,12 @@ class Tracked:
     task: QueuedTask
     accepted: int = 0  # queue calls the executor must honour (a duplicate of a still-queued key is not one)
     terminal: int = 0  # terminal events seen, in stream order
+    #: queue calls answered by a terminal event: one event answers every run of the key that had ended when
+    #: it was read (the base's ``event_buffer`` keeps one value per key, so a second terminal event set
+    #: before the scheduler's read replaces the first -- by Airflow's design, not the executor's fault)
+    answered: int = 0
+    #: for each terminal event: its state and the index of the latest run it answers (for the journal match)
+    reports: list[tuple[Any, int]] = field(default_factory=list)
     requeued: bool = False
     released: bool = False
     queued_to: str = ""  # the harness (scheduler) it was queued to
@@ -189,7 +202,7 @@ class Tracked:
 
     @property
     def outstanding(self) -> int:
-        return max(0, self.accepted - self.terminal)
+        return max(0, self.accepted - self.answered)
 
     @property
     def awaits_release(self) -> bool:
@@ -281,10 +294,13 @@ class ExecutorMachine(RuleBasedStateMachine):
     # -- the event stream, as a whole --------------------------------------------------------------
     def _absorb(self) -> None:
         """Fold every event collected since the last step into the per-key accounting, in order."""
+        journal: Journal | None = None
         for h in self._harnesses():
             seen = self._absorbed.get(id(h), 0)
+            if len(h.events) > seen and journal is None:
+                journal = self.h.journal()
             for event in h.events[seen:]:
-                self._fold(event)
+                self._fold(event, journal)
             self._absorbed[id(h)] = len(h.events)
         self._withdraw_given_up()
 
@@ -300,7 +316,7 @@ class ExecutorMachine(RuleBasedStateMachine):
             if item is not None and item.requeued and item.accepted > 1:
                 item.accepted -= 1
 
-    def _fold(self, event: Event) -> None:
+    def _fold(self, event: Event, journal: Journal | None) -> None:
         terminal = compat.terminal_states()
         item = self.by_key.get(event.key)
         if item is None:
@@ -318,12 +334,18 @@ class ExecutorMachine(RuleBasedStateMachine):
             self.bad_states.append(f"{item.task.task_id}: {event.state}")
         if item.dropped:
             return  # revoked or reset: whatever was in flight may still be reported
-        if item.outstanding == 0:
+        if item.terminal >= item.accepted:
+            # Every queue call already had a terminal event of its own: nothing may follow. (After one event
+            # that answered two runs at once, a lagging report of the second run is not counted against it.)
             what = "a second terminal event" if event.state in terminal else f"a {event.state} event"
             self.stream_faults.append(f"{_describe_key(event.key)} got {what} after its terminal event "
                                       f"({item.terminal} terminal for {item.accepted} accepted queue calls)")
         if event.state in terminal:
             item.terminal += 1
+            runs = journal.runs_of(item.task.task_id) if journal is not None else []
+            ended_by_then = sum(1 for r in runs if r.finished is not None and r.finished <= event.at)
+            item.answered = min(max(item.accepted, 1), max(item.answered + 1, ended_by_then))
+            item.reports.append((event.state, item.answered - 1))
 
     # -- rules: the scheduler's moves --------------------------------------------------------------
     @initialize(target=tasks, parallelism=parallelisms(unlimited=not compat.is_airflow3()),
@@ -341,7 +363,7 @@ class ExecutorMachine(RuleBasedStateMachine):
     @_guarded
     def queue(self, specs: list[TaskSpec], requeue: bool = False, same_loop: bool = False) -> MultipleResults[int]:
         """The scheduler queues the TIs of one loop -- with ``requeue``, first a deferred TI that resumes
-        with the same key while its previous run is still in flight (the batch then holds both)."""
+        with the same key (see ``requeue_in_flight``), possibly before the executor noticed its run end."""
         self._did("queue", specs=specs, requeue=requeue, same_loop=same_loop)
         self._absorb()
         if requeue:
@@ -366,7 +388,7 @@ class ExecutorMachine(RuleBasedStateMachine):
         """A scheduler loop queues, then heartbeats and reads the buffer; ``same_loop`` queues more first.
         (Queueing that never reaches a heartbeat would explore nothing: the loop is what moves work.)"""
         if not same_loop:
-            self._loop(None)
+            self._loop()
         return multiple(*numbers)
 
     def _queue_specs(self, specs: list[TaskSpec]) -> list[int]:
@@ -408,14 +430,22 @@ class ExecutorMachine(RuleBasedStateMachine):
     @rule(target=tasks, task=tasks, specs=st.lists(task_specs(), min_size=1, max_size=3), same_loop=st.booleans())
     @_guarded
     def requeue_in_flight(self, task: int, specs: list[TaskSpec], same_loop: bool = False) -> MultipleResults[int]:
-        """The scheduler queues a key again while the executor still has it (a deferred task resuming
-        with the same try), beside other work of the same loop: the key runs again only after its
-        previous run, and the rest of the batch is not lost.
+        """A deferred TI resumes: its run's work ends (the task deferred, its process exits), the trigger
+        fires and the scheduler queues the *same key* again (same try) in its next loop -- before that
+        loop's heartbeat, so possibly before the executor noticed the first run end -- beside other work
+        of the same loop. The key must run again after its previous run, and the rest of the batch is not
+        lost.
 
-        The situation is built, not hoped for: the key is a held one when any is in flight (it stays in
-        flight whatever the machine's speed), and the first work beside it is at most as urgent, so the
-        next heartbeat's batch holds the key *before* other work -- where a launch that gives up on the
-        key would take the rest of the batch with it."""
+        Evidence, per version: the scheduler queues every TI it set QUEUED in ``_do_scheduling``
+        (``_enqueue_task_instances_with_queued_state``) before ``executor.heartbeat()`` in
+        ``_run_scheduler_loop``; a resumed TI keeps its try number (2.10+ and 3.x increment it when the TI is
+        scheduled by the dag run, not when it resumes). Airflow 2's ``BaseExecutor.trigger_tasks`` holds such
+        a key back while it is still in ``running`` (``RunningRetryAttemptType``); 3.3's does not.
+
+        The situation is built, not hoped for: the key is a held one when any is in flight (it is released --
+        it 'defers' -- and re-queued as soon as its work has ended, whatever the machine's speed), and the
+        first work beside it is at most as urgent, so the next heartbeat's batch holds the key *before* other
+        work -- where a launch that gives up on the key would take the rest of the batch with it."""
         self._did("requeue_in_flight", task=task, specs=specs, same_loop=same_loop)
         self._absorb()
         item = self._requeue(task)
@@ -424,21 +454,41 @@ class ExecutorMachine(RuleBasedStateMachine):
         return self._queued_in_loop(self._queue_specs(specs), same_loop)
 
     def _requeue(self, task: int | None) -> Tracked | None:
+        """Defer-and-resume one task that is in flight: end its run's work (release it when held), wait until
+        the journal shows the work ended -- a scheduler only re-queues a TI whose run deferred -- then queue
+        its key again. Nothing is re-queued when no run ends within an observation window (no situation, no
+        judgement)."""
+        journal = self.h.journal()
+
         def in_flight(t: Tracked) -> bool:
+            # Only tasks that can defer: a run that succeeds (fails, crashes, ... do not defer), has started,
+            # and is still the executor's (not queued, not reported).
             return (not t.dropped and not t.requeued and t.outstanding == 1
+                    and t.spec.kind in (ProbeKind.OK.value, HELD)
                     and t.task.key not in self.h.executor.queued_tasks
-                    and t.task.key in self.h.tasks and not t.spec.unserved)
+                    and t.task.key in self.h.tasks and not t.spec.unserved
+                    and len(journal.runs_of(t.task.task_id)) == 1)
 
         # The drawn task if it is in flight, else a held one that is (held work stays in flight until
-        # released, so the situation does not depend on timing), else the first one that is (finished
-        # ones are no test of this). Once per task: the scheduler re-queues a deferred TI after its
-        # previous run, never twice over.
+        # released, so the situation does not depend on timing), else the first one that is. Once per task.
         first = [self.tracked[task]] if task is not None else []
         held = [t for t in self.tracked if t.awaits_release]
         item = next((t for t in (*first, *held, *self.tracked) if in_flight(t)), None)
-        if item is not None:
-            item.requeued = True
-            self._queue_again(item)
+        if item is None:
+            return None
+        if item.awaits_release:
+            # Its work ends now, its process a little later (a deferring task tears down after it set its
+            # state): the re-queue lands while the executor may still see the first run in flight. Far less
+            # than the report budget, so that the teardown is never taken for a late terminal event.
+            item.released = True
+            self.h.release(item.task, linger=min(self.h.budget("window"), self.h.budget("report") / 8))
+        try:
+            wait_until(lambda: self.h.journal().finished(item.task.task_id), "the deferring task's work to end",
+                       self.h.budget("window"), poll=0.01)
+        except WaitTimedOut:
+            return None  # its work did not end: the scheduler would not have re-queued it
+        item.requeued = True
+        self._queue_again(item)
         return item
 
     @precondition(lambda self: not self.ended and any(t.awaits_release for t in self.tracked))
@@ -458,45 +508,44 @@ class ExecutorMachine(RuleBasedStateMachine):
                     break
 
     @precondition(lambda self: not self.ended)
-    @rule(dags=dag_filters())
+    @rule()
     @_guarded
-    def scheduler_loop(self, dags: list[int] | None) -> None:
-        """One scheduler loop: heartbeat, then read the event buffer (optionally for some dags)."""
-        self._did("scheduler_loop", dags=dags)
-        self._loop(dags)
+    def scheduler_loop(self) -> None:
+        """One scheduler loop: heartbeat, then read the whole event buffer (``_run_scheduler_loop``:
+        ``executor.heartbeat()``, then ``_process_executor_events`` -> ``get_event_buffer()``, never
+        with ``dag_ids`` in 2.7-3.3; a filtered read is EVT-3's own check)."""
+        self._did("scheduler_loop")
+        self._loop()
 
-    def _loop(self, dags: list[int] | None) -> None:
+    def _loop(self) -> None:
         self._spend()
         self.h.heartbeat()
-        self._take_events(dags)
+        self._take_events()
 
-    # After end() the scheduler reads the buffer once more. (Before it, every read follows a heartbeat:
-    # scheduler_loop; reads alone would fill programmes with steps in which nothing can move.)
+    # After end() the scheduler reads the buffer once more (``_execute``'s ``finally``: ``end()``, then
+    # ``_process_executor_events``). Before it, every read follows a heartbeat: scheduler_loop.
     @precondition(lambda self: self.ended)
-    @rule(dags=dag_filters())
+    @rule()
     @_guarded
-    def get_event_buffer(self, dags: list[int] | None) -> None:
-        self._did("get_event_buffer", dags=dags)
-        self._take_events(dags)
+    def get_event_buffer(self) -> None:
+        self._did("get_event_buffer")
+        self._take_events()
 
-    def _take_events(self, dags: list[int] | None) -> None:
-        taken = self.h.collect(None if dags is None else [DAGS[i] for i in dags])
+    def _take_events(self) -> None:
+        taken = self.h.collect()
         left = [k for k in taken if k in self.h.executor.event_buffer]
         if left:
             self._violated("get_event_buffer pops what it returns",
-                           f"events returned for {dags} are still in the buffer: {left}")
+                           f"events returned by get_event_buffer() are still in the buffer: {left}")
         self._absorb()
 
     @precondition(lambda self: not self.ended)
-    @rule(dags=dag_filters())
+    @rule()
     @_guarded
-    def await_progress(self, dags: list[int] | None = None) -> None:
+    def await_progress(self) -> None:
         """Scheduler loops until the executor or its work moves (an event, a task starting or ending): a
-        step costs at most one observation window, and usually much less. Nothing to wait for: no wait.
-
-        With ``dags``, each loop reads only those dags' events (a job runner responsible for some dags):
-        the others stay in the buffer, beside new ones, until a later read takes them."""
-        self._did("await_progress", dags=dags)
+        step costs at most one observation window, and usually much less. Nothing to wait for: no wait."""
+        self._did("await_progress")
         self._spend()
         h = self.h
         if not self._progress_possible():
@@ -507,7 +556,7 @@ class ExecutorMachine(RuleBasedStateMachine):
             # The scheduler reads the buffer after every heartbeat (an executor may rely on it: the buffer
             # keeps one event per key), so a heartbeat here is always followed by a read.
             h.heartbeat()
-            self._take_events(dags)
+            self._take_events()
 
         with contextlib.suppress(WaitTimedOut):  # nothing moved in a window: the invariants judge that
             wait_until(lambda: self._progress_mark() != before, "the executor or its work to move",
@@ -529,7 +578,7 @@ class ExecutorMachine(RuleBasedStateMachine):
             elif len(runs) < item.accepted and item.task.key in self.h.executor.queued_tasks:
                 waiting += 0 if item.spec.unserved else 1
             elif item.outstanding == 1 and self._terminal_unread(item):
-                continue  # reported; a read the rule did not make (a dag filter) would take it
+                continue  # reported (a poller thread wrote it after the last read); the next read takes it
             else:
                 return True  # in flight, or ended and not yet reported
         return bool(self._outstanding_workloads()) or (waiting > 0 and (limit is None or held_running < limit))
@@ -734,8 +783,10 @@ class ExecutorMachine(RuleBasedStateMachine):
         ex = self.h.executor
         requeued = {t.task.key for t in self.tracked if t.requeued}
         both = (set(ex.queued_tasks) & set(ex.running)) - requeued
+        # finished: every queue call had a terminal event of its own (after one event that answered two runs,
+        # the second run's own report may still be on its way, and the key rightly still in running)
         finished_but_held = [_describe_key(t.task.key) for t in self.tracked
-                             if t.terminal and not t.outstanding and not t.dropped
+                             if t.terminal and t.terminal >= t.accepted and not t.dropped
                              and (t.task.key in ex.running or t.task.key in ex.queued_tasks)]
         if both or finished_but_held:
             self._violated("a key is in at most one of queued/running/finished",
@@ -775,12 +826,12 @@ class ExecutorMachine(RuleBasedStateMachine):
             ended = [r.finished for r in journal.runs_of(item.task.task_id)
                      if r.finished is not None and now - r.finished > report
                      and not (self.ended and self.config.can_adopt and r.finished > self.ended_at - report)]
-            reported = item.terminal + (1 if not self.ended and self._terminal_unread(item) else 0)
+            reported = item.answered + (1 if not self.ended and self._terminal_unread(item) else 0)
             if len(ended) > reported:
                 self._violated("work that ended has its terminal event within the report budget",
                                f"{_describe_key(item.task.key)}: its work ended {now - max(ended):.1f}s ago "
-                               f"({len(ended)} run(s) ended, {item.terminal} terminal event(s)) while other work "
-                               "was in flight")
+                               f"({len(ended)} run(s) ended, {item.terminal} terminal event(s), the last read "
+                               "before the last run ended) while other work was in flight")
 
     @spec_property("a running task is tracked (has_task) until its terminal event")
     def work_in_progress_is_tracked(self) -> None:
@@ -888,7 +939,7 @@ class ExecutorMachine(RuleBasedStateMachine):
 
         def loop() -> None:
             h.heartbeat()
-            self._take_events(None)
+            self._take_events()
             self.check_properties()
 
         def fewer_than(count: int) -> Callable[[], bool]:
@@ -911,10 +962,8 @@ class ExecutorMachine(RuleBasedStateMachine):
 
     def _check_against_journal(self) -> None:
         states = compat.state_enum()
-        terminal = compat.terminal_states()
         journal = self.h.journal()
         self._check_workloads_against_journal()
-        events = [e for h in self._harnesses() for e in h.events]
         ex = self.h.executor
         for item in self.tracked:
             if item.dropped or item.task.key not in self.h.tasks:
@@ -929,11 +978,13 @@ class ExecutorMachine(RuleBasedStateMachine):
                 if not (left_for_next or never_dispatched):
                     self._violated("every queued task gets a terminal event",
                                    f"{_describe_key(item.task.key)} ({len(runs)} runs) never got one after end()")
-            reported = [e.state for e in events if e.key == item.task.key and e.state in terminal]
-            if reported and not runs:
+            if item.reports and not runs:
                 self._violated("events match the journal",
-                               f"{_describe_key(item.task.key)} reported {reported[0]} but never ran")
-            for state, run in zip(reported, runs):
+                               f"{_describe_key(item.task.key)} reported {item.reports[0][0]} but never ran")
+            for state, index in item.reports:
+                if index >= len(runs):
+                    continue
+                run = runs[index]
                 expected = _expected_states(item.spec.kind, run.outcome, states)
                 if state not in expected:
                     self._violated("events match the journal",
@@ -1170,11 +1221,21 @@ def _run_once(profile: ExecutorProfile, sandbox: Sandbox, *, hypothesis_profile:
             + ("the shrink budget ended the shrinking" if config.out_of_time() or isinstance(exc, BudgetSpent)
                else "hypothesis could not replay it (the executor's behaviour is timing-dependent)")
             + ". The shortest programme seen is below.")
-        path = write_reproducer(profile, steps, reproducer_dir)
+        path = write_reproducer(profile, steps, reproducer_dir, config.time)
         programme = "\n".join(steps)
-        raise PropertyViolated(
-            f"{detail}\n\nMinimal failing programme ({len(steps)} steps; {config.exploration.describe()}):\n"
-            f"{textwrap.indent(programme, '    ')}\n\nReplay it: pytest {path}") from None
+        replays = replay_until_recurs(profile, config, steps, capabilities, hypothesis_profile)
+        listing = (f"({len(steps)} steps; {config.exploration.describe()}):\n{textwrap.indent(programme, '    ')}"
+                   f"\n\nReplay it: pytest {path}")
+        if not any(replays):
+            raise NotReproduced(
+                f"{detail.splitlines()[0]}\n\nThis did not recur: the same programme replayed {len(replays)} "
+                f"time(s) under the run's time model kept every invariant, so it is not evidence against the "
+                f"executor (a timing-dependent outcome, the executor's or the machine's). "
+                f"Programme {listing}") from None
+        recurred = next(r for r in replays if r)
+        again = (f"It recurred on replay {replays.index(recurred) + 1} of {len(replays)}"
+                 + ("" if recurred.split(":", 1)[0] == detail.split(":", 1)[0] else f", as: {recurred}") + ".")
+        raise PropertyViolated(f"{detail}\n{again}\n\nMinimal failing programme {listing}") from None
     config.exploration.seconds = time.monotonic() - started
     return _unless_cut(config)
 
@@ -1187,7 +1248,42 @@ def _unless_cut(config: MachineConfig) -> Exploration:
     return config.exploration
 
 
-def write_reproducer(profile: ExecutorProfile, steps: list[str], directory: Path | None = None) -> Path:
+#: replays of a failing programme before its verdict: the first that recurs ends them (a deterministic defect
+#: costs one replay); more than one only while the shrink budget lasts
+REPLAYS = 3
+
+
+def replay_until_recurs(profile: ExecutorProfile, config: MachineConfig, steps: list[str],
+                        capabilities: dict[str, bool] | None, hypothesis_profile: str) -> list[str]:
+    """Replay ``steps`` on fresh executors under the run's time model, checking the invariants after each
+    step as the machine did, until a violation recurs; returns each replay's finding ('' where none)."""
+    found: list[str] = []
+    while len(found) < REPLAYS and (not found or time.monotonic() < config.shrink_deadline):
+        machine = machine_for(profile, config.sandbox, config.time, capabilities, hypothesis_profile)
+        machine.config.deadline = float("inf")  # a replay is not an exploration: no exploration budget
+        found.append(_replay_once(machine, steps))
+        if found[-1]:
+            break
+    return found
+
+
+def _replay_once(machine: type[ExecutorMachine], steps: list[str]) -> str:
+    state = machine()
+    namespace = {"state": state, "TaskSpec": TaskSpec}
+    try:
+        try:
+            for step in steps:
+                exec(step, namespace)  # the recorded call, exactly as the reproducer file replays it
+                state.check_properties()
+        finally:
+            state.teardown()
+    except PropertyViolated as exc:
+        return str(exc).split("\n", 1)[0]
+    return ""
+
+
+def write_reproducer(profile: ExecutorProfile, steps: list[str], directory: Path | None = None,
+                     time_model: TimeModel | None = None) -> Path:
     """A standalone pytest file that rebuilds the executor by its dotted path and replays the recorded
     steps, checking the SPEC PROP invariants after each one, as the machine did."""
     target = directory or Path(tempfile.mkdtemp(prefix="conformance-reproducer-"))
@@ -1195,7 +1291,12 @@ def write_reproducer(profile: ExecutorProfile, steps: list[str], directory: Path
     body = "\n".join(f"        {step}\n        state.check_properties()" for step in steps)
     kwargs = json.dumps(profile.executor_kwargs) if profile.executor_kwargs else None
     name = profile.label.replace(".", "_").replace(":", "_")
+    # each lane (a process of its own) writes its own file
     path = target / f"test_reproduce_{name}.py"
+    if path.exists():
+        path = target / f"test_reproduce_{name}_{os.getpid()}.py"
+    tm = time_model or TimeModel()
+    timing = f"TimeModel(scale={tm.scale!r}, calibration=Calibration(**{tm.calibration.as_dict()!r}))"
     path.write_text(
         f'''"""Replays a failing executor-conformance state-machine programme for {profile.label}.
 
@@ -1210,10 +1311,14 @@ atexit.register(ensure_active().deactivate)  # a private AIRFLOW_HOME before Air
 from conformance.harness.profile import ExecutorProfile  # noqa: E402
 from conformance.harness.stateful import machine_for  # noqa: E402
 from conformance.harness.strategies import TaskSpec  # noqa: E402,F401
+from conformance.harness.timing import Calibration, TimeModel  # noqa: E402
+
+#: the failing run's time model: the replay judges by the budgets that judged the run
+TIME_MODEL = {timing}
 
 
 def test_reproduce():
-    machine = machine_for(ExecutorProfile.from_path({profile.label!r}, {kwargs!r}))
+    machine = machine_for(ExecutorProfile.from_path({profile.label!r}, {kwargs!r}), time_model=TIME_MODEL)
     machine.config.deadline = float("inf")  # a replay is not an exploration: no exploration budget
     state = machine()
     try:

@@ -74,11 +74,6 @@ def dag_indexes() -> st.SearchStrategy[int]:
     return st.integers(min_value=0, max_value=len(DAGS) - 1)
 
 
-def dag_filters() -> st.SearchStrategy[list[int] | None]:
-    """``None`` (take everything, as the scheduler does) or some dags (as backfill/tests do)."""
-    return st.none() | st.lists(dag_indexes(), min_size=1, max_size=3, unique=True)
-
-
 def task_specs(held: bool = True) -> st.SearchStrategy[TaskSpec]:
     """Any TI the scheduler can queue: mapped or not, tries above 1, any dag and run id shape, served and
     unserved queues, with or without an executor_config."""

@@ -44,15 +44,6 @@ class ExceedsParallelismAfterRevoke(LocalExecutor):
             self.running.pop()
 
 
-class DuplicateEventAfterMultiDagFilter(LocalExecutor):
-    """``get_event_buffer`` with several dags copies the matching events instead of popping them."""
-
-    def get_event_buffer(self, dag_ids: Any = None) -> dict[Any, Any]:
-        if dag_ids is not None and len(dag_ids) > 1:
-            return {k: v for k, v in self.event_buffer.items() if getattr(k, "dag_id", None) in dag_ids}
-        return super().get_event_buffer(dag_ids)
-
-
 class ReReportsWorkloadWithNextTask(LocalExecutor):
     """A finished callback or connection test stays in its bookkeeping and is reported SUCCESS once more
     with the first task reported in a later heartbeat: two terminal events for one workload (3.3+)."""
@@ -140,10 +131,6 @@ CONTROLS: dict[str, list[Control]] = {
                                               "terminal event|queued, running or reported"),
         Control(ExceedsParallelismAfterRevoke, "tracked \\(has_task\\)|never more than parallelism|slots_available|"
                                                "queued, running or reported"),
-        # the duplicate event shows as a second terminal event, or -- when the key was queued again meanwhile --
-        # as a key finished while still queued: one defect, two symptoms (which comes first depends on timing)
-        Control(DuplicateEventAfterMultiDagFilter, "get_event_buffer pops what it returns|after its terminal event|"
-                                                   "finished but still queued/running: \\['[^\\]]"),
         Control(DropsUnservedQueue, "every accepted workload is queued, running or reported|every queued task gets "
                                     "a terminal event"),
         Control(RebuildsKeyFromNames, "event keys are exactly the keys given"),

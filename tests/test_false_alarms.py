@@ -1,0 +1,35 @@
+"""The false-alarm corpus (``tests/corpus``): correct executors of other designs keep every invariant of the
+generated state machine, on several seeds -- a suite that fails a correct executor is one its users ignore.
+
+A few seeds per design here (CI); ``benchmarks/bench.py --only false-alarms`` sweeps twenty per design, idle
+and busy, and RESULTS.md records the table."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.groundtruth.sandbox import Sandbox
+from conformance.harness.profile import ExecutorProfile
+from conformance.harness.stateful import run_stateful
+from tests.corpus import CORPUS, airflow_own_correct_executors
+
+#: Programmes per run, counted, never timed: a busy machine makes the test slower, not different. The slow
+#: remote designs spend seconds per task, so they explore fewer.
+EXAMPLES = {"SlowRemoteJobs": 3, "PolledRemoteJobs": 6}
+SEEDS = (11, 12)
+
+DESIGNS = [*CORPUS, *airflow_own_correct_executors()]
+
+
+def _profile(name: str) -> ExecutorProfile:
+    if name in CORPUS:
+        return ExecutorProfile(executor_class=CORPUS[name])
+    return ExecutorProfile.from_path(airflow_own_correct_executors()[name])
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("name", DESIGNS)
+def test_a_correct_executor_keeps_every_invariant(name: str, seed: int, sandbox: Sandbox) -> None:
+    explored = run_stateful(_profile(name), sandbox, seed=seed, shrink=False, examples=EXAMPLES.get(name, 12))
+    assert explored.examples >= 1 and explored.tasks >= 1, explored
