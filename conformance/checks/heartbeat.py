@@ -138,22 +138,28 @@ def sync_once_per_heartbeat(ctx: CheckContext) -> None:
 
 
 @check("heartbeat.does_not_block", clause="HB-3", needs=("parallel",),
-       title="a heartbeat returns promptly while tasks run",
+       title="a heartbeat returns while tasks run (it never waits for task work)",
        expects="The scheduler loop heartbeats every executor each iteration; a heartbeat that waits for "
                "task work stalls scheduling for everything.",
        fix="Start work asynchronously and only poll for results in sync(); never wait for a task there.")
 def does_not_block(ctx: CheckContext) -> None:
-    """With two tasks hanging, a heartbeat returns within one second."""
+    """With two tasks held running, a heartbeat returns -- within the calibrated ``heartbeat`` budget -- while
+    they still run.
+
+    Blocking means waiting for task work: such a heartbeat returns only when the work ends (never, for held
+    tasks) and the call guard stops it at the budget ("heartbeat() did not return within ..."). A heartbeat
+    that takes a second for a bounded status call to its backend is normal (Airflow's AWS executors poll
+    synchronously in ``sync()``): its duration is noted, not judged against a fixed fraction."""
     h = ctx.harness(parallelism=2)
     tasks = [h.queue(Probe.new(ProbeKind.HANG)) for _ in range(2)]
     wait_started(h, tasks)
-    # "Promptly" is relative to this machine: the calibrated cost of an idle heartbeat, with a margin
-    # (the time model's heartbeat budget is 20 of them, at least 10 s; here a tenth of that).
-    bound = h.budget("heartbeat") / 10
     started = time.monotonic()
-    h.heartbeat()
+    h.heartbeat()  # guarded by the heartbeat budget: a heartbeat that waits for the held work never returns
     took = time.monotonic() - started
-    ctx.expect(took < bound, f"heartbeat took {took:.2f}s while tasks ran (bound {bound:.2f}s on this machine)")
+    ended = [t.task_id for t in tasks if h.journal().finished(t.task_id)]
+    ctx.expect(not ended, f"heartbeat() returned after {took:.2f}s, only once held tasks had ended ({ended}): it "
+                          "waited for task work")
+    ctx.note(f"a heartbeat with two tasks in flight took {took:.2f}s (budget {h.budget('heartbeat'):.1f}s)")
 
 
 @check("heartbeat.priority_order", clause="HB-4",

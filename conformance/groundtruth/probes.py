@@ -112,6 +112,30 @@ def release(journal_dir: Path, probe: Probe, linger: float = 0.0) -> None:
     tmp.replace(path)
 
 
+def lifetime_for(time_model: Any) -> float:
+    """How long a held probe lives unreleased: three times the longest budget that can judge held work
+    (``terminate``, ``end``, ``event``), and never less than the default."""
+    return max(HANG_SAFETY_SECONDS, 3 * max(float(time_model.budget(kind)) for kind in ("terminate", "end", "event")))
+
+
+def set_lifetime(journal_dir: Path, seconds: float) -> None:
+    """Raise (never lower) the lifetime of held probes that start from now on in this journal's sandbox."""
+    path = journal_dir / "probe-lifetime"
+    if seconds <= _lifetime(journal_dir):
+        return
+    journal_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(f"{seconds:.1f}")
+    tmp.replace(path)
+
+
+def _lifetime(journal_dir: Path) -> float:
+    try:
+        return float((journal_dir / "probe-lifetime").read_text())
+    except (OSError, ValueError):
+        return HANG_SAFETY_SECONDS
+
+
 def _linger(journal_dir: Path, nonce: str) -> float:
     try:
         return float(release_path(journal_dir, nonce).read_text() or 0)
@@ -144,7 +168,7 @@ def run(probe: Probe, identity: dict[str, Any], via: str) -> int:
         time.sleep(probe.delay)  # the task's own work: sleeping IS the workload here
     outcome = probe.kind.value
     if probe.kind is ProbeKind.HANG:
-        deadline = time.monotonic() + HANG_SAFETY_SECONDS
+        deadline = time.monotonic() + max(HANG_SAFETY_SECONDS, _lifetime(jdir))
         while not _released(jdir, probe.nonce):
             if time.monotonic() > deadline:
                 outcome = "hang_timeout"

@@ -144,9 +144,20 @@ class Sandbox:
             os.environ[name] = value
         self.configure_team()
         seam.install()
+        self._keep_hypothesis_inside()
         _ACTIVE = self
         self._install_database()
         return self
+
+    def _keep_hypothesis_inside(self) -> None:
+        """Hypothesis keeps a folder of its own (``.hypothesis/`` in the working directory by default): every
+        route -- the pytest plugin, ``certify()``, its workers, a reproducer -- keeps it in the sandbox."""
+        try:
+            import hypothesis.configuration as hypothesis_configuration
+        except ImportError:  # pragma: no cover -- a dependency of the suite
+            return
+        home = self.root / "hypothesis"
+        hypothesis_configuration.set_hypothesis_home_dir(str(home))
 
     def configure_team(self, team: str = TEAM_NAME) -> None:
         """(Re)write the team-scoped settings (``team_settings``), e.g. after a backend driver configured

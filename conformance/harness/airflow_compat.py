@@ -280,9 +280,10 @@ def adoption_ready(handle: TaskHandle, *, job_id: int, external_executor_id: str
     if getattr(ti, "dag_model", None) is None:
         # The scheduler's TI is bound to its session: ``ti.dag_model`` loads the dag's row. A database-less TI
         # has None there, and an executor that reads it during adoption would crash on the harness alone.
-        from airflow.models.dag import DagModel
+        from airflow.models import dag as dag_models
 
-        ti.dag_model = DagModel(dag_id=ti.dag_id, is_paused=False)
+        dag_model: Any = dag_models.DagModel
+        ti.dag_model = dag_model(dag_id=ti.dag_id, is_paused=False)
     states = state_enum()
     key = ti.key
     ti.state = states.RUNNING if running else states.QUEUED

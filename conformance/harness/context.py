@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from conformance.groundtruth.journal import Journal
 from conformance.groundtruth.sandbox import Sandbox
@@ -25,8 +25,22 @@ from conformance.harness.profile import DEFAULT_PARALLELISM, ExecutorProfile
 from conformance.harness.scheduler import SchedulerHarness
 from conformance.harness.timing import TimeModel
 
-if TYPE_CHECKING:
-    from conformance.harness.catalog import CheckSpec
+
+class CheckIdentity(Protocol):
+    """What a context needs of its check's catalogue entry (``catalog.CheckSpec`` is one): its id, to own
+    what the check starts, and its SPEC clause and prose, for the messages. A protocol, so that the context
+    does not import the catalogue that imports it."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def clause(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def expects(self) -> str: ...
+    @property
+    def fix(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -50,7 +64,7 @@ class RunOptions:
 class CheckContext:
     """What a check function gets: builders for harnesses, the journal, budgets and ``fail``."""
 
-    spec: CheckSpec
+    spec: CheckIdentity
     profile: ExecutorProfile
     sandbox: Sandbox
     capabilities: Capabilities

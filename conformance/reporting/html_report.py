@@ -48,7 +48,7 @@ def _slug(text: str) -> str:
 
 
 def render_html(report: dict[str, Any]) -> str:
-    from conformance.reporting.report import ICONS, verdict_of
+    from conformance.reporting.report import ICONS, describe_time_model, failures_first, verdict_of
 
     e = html.escape
     verdict = verdict_of(report)
@@ -84,10 +84,12 @@ def render_html(report: dict[str, Any]) -> str:
                      + "".join(f"<tr><td><code>{e(f['file'])}</code></td><td>{f['percent']:.1f}%</td>"
                                f"<td>{e(f['missing'] or '-')}</td></tr>" for f in coverage["files"])
                      + "</table>")
+    if report.get("time_model"):
+        parts.append(f"<h2>Time model</h2><p class='time-model'>{e(describe_time_model(report['time_model']))}</p>")
     parts.append("<h2>Checks</h2><p class='filters'>Show: " + "".join(
         f"<label><input type='checkbox' value='{_slug(status)}' checked> {e(ICONS.get(status, status))} "
         f"({n})</label>" for status, n in sorted(counts.items())) + "</p>")
-    for c in report["checks"]:
+    for c in failures_first(report["checks"]):
         opened = " open" if c["status"] in ("failed", "inconclusive") else ""
         body = f"<p>{e(c['title'])}</p>"
         if c.get("message"):

@@ -22,6 +22,26 @@ _BADGE_COLOUR = {"CERTIFIED": "brightgreen", "CERTIFIED WITH EXCEPTIONS": "yello
                  "NOT CERTIFIED": "red"}
 
 
+#: the order checks are listed in, what needs the reader first: failures, then what is unknown, then the rest
+_READING_ORDER = ("failed", "inconclusive", "not run", "expected failure", "advice", "not supported",
+                  "not applicable", "passed")
+
+
+def failures_first(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Checks in reading order (failed, inconclusive, not run, ..., passed), by id within a status."""
+    rank = {status: i for i, status in enumerate(_READING_ORDER)}
+    return sorted(checks, key=lambda c: (rank.get(c["status"], len(rank)), c["id"]))
+
+
+def describe_time_model(time_model: dict[str, Any]) -> str:
+    """The calibration and budgets in one sentence (Markdown, HTML and the console say the same)."""
+    cal = time_model["calibration"]
+    return (f"Time model: scale {time_model['scale']:g}; calibration (worst of {cal['samples']} no-op tasks) "
+            f"round trip {cal['round_trip']:.3f} s, start {cal['start_latency']:.3f} s, report "
+            f"{cal['report_latency']:.3f} s, idle heartbeat {cal['heartbeat']:.4f} s; budgets: "
+            + ", ".join(f"{k} {v:g} s" for k, v in sorted(time_model["budgets"].items())))
+
+
 def load_report(path: Path) -> dict[str, Any]:
     """A report.json (or a folder holding one); ValueError with a readable reason otherwise."""
     target = path / "report.json" if path.is_dir() else path
@@ -92,16 +112,12 @@ def render_markdown(report: dict[str, Any], *, details: bool = True) -> str:
         lines.append("")
     time_model = report.get("time_model")
     if time_model:
-        cal = time_model["calibration"]
-        lines += [f"Time model: scale {time_model['scale']:g}; calibration (worst of {cal['samples']} no-op tasks) "
-                  f"round trip {cal['round_trip']:.3f} s, start {cal['start_latency']:.3f} s, report "
-                  f"{cal['report_latency']:.3f} s, idle heartbeat {cal['heartbeat']:.4f} s; budgets: "
-                  + ", ".join(f"{k} {v:g} s" for k, v in sorted(time_model["budgets"].items())), ""]
+        lines += [describe_time_model(time_model), ""]
     lines += ["| check | clause | status | seconds |", "|---|---|---|---|"]
-    for c in report["checks"]:
+    for c in failures_first(report["checks"]):
         lines.append(f"| `{c['id']}` | {c['clause']} | {ICONS.get(c['status'], c['status'])} | {c['seconds']} |")
-    shown = [c for c in report["checks"] if c["status"] in ("failed", "inconclusive", "expected failure", "advice",
-                                                             "not supported")]
+    shown = [c for c in failures_first(report["checks"])
+             if c["status"] in ("failed", "inconclusive", "expected failure", "advice", "not supported")]
     if details and shown:
         lines += ["", "## Details", ""]
         for c in shown:
