@@ -145,9 +145,12 @@ def _certify_with_core(args: argparse.Namespace, executor: str, report: Path) ->
         style = {"red": True} if result.outcome.value in ("failed", "inconclusive") else {}
         print(ansi(text, style, colour), file=screen, flush=True)
 
+    def said(line: str) -> None:
+        print(line, file=screen, flush=True)
+
     with _output_to(log) as screen:
         try:
-            certificate = certify(executor, options, on_result=progress)
+            certificate = certify(executor, options, on_result=progress, on_progress=said)
         except ProfileError as exc:
             print(f"executor-conformance certify: {exc}", file=screen)
             return 4

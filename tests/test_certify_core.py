@@ -18,12 +18,16 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 _PROGRAM = """
-import json, sys
+import json, sys, time
 from conformance import CertifyOptions, certify
 options = CertifyOptions(**json.loads(sys.argv[2]))
-certificate = certify(sys.argv[1], options)
+said = []
+began = time.monotonic()
+certificate = certify(sys.argv[1], options, on_progress=said.append)
+elapsed = time.monotonic() - began
 record = certificate.record()
 print("RESULT " + json.dumps({
+    "elapsed": elapsed, "progress": said,
     "verdict": record["verdict"], "overlap": certificate.run["overlap"], "record": record,
     "pytest_loaded": any(name == "pytest" or name.startswith("_pytest") for name in sys.modules),
     "outcomes": {cid: r.outcome.value for cid, r in certificate.results.items()},
@@ -65,6 +69,14 @@ def test_certify_issues_the_certificate_without_pytest(overlapped: dict[str, Any
     assert overlapped["record"]["options"]["hypothesis"]["seed"] == 7
 
 
+def test_certify_says_its_time_plan_once_calibrated(overlapped: dict[str, Any]) -> None:
+    """The calibration, the budgets and the estimate reach the caller (the CLI prints them) before the checks."""
+    said = overlapped["progress"]
+    assert said and said[0].startswith("calibrated: round trip "), said
+    assert any(line.startswith("budgets: event ") for line in said), said
+    assert any(line.startswith("plan: ") and " if it passes" in line for line in said), said
+
+
 def test_serial_and_overlapped_runs_of_one_seed_agree(overlapped: dict[str, Any]) -> None:
     serial = certify_in_a_fresh_process("reference_executors.LocalExecutor", seed=7, overlap=1)
     assert serial["overlap"] == 1
@@ -94,6 +106,12 @@ def test_the_ceiling_makes_what_it_cuts_inconclusive_never_failed_or_passed() ->
     cut = [cid for cid, o in outcomes.items() if o == "inconclusive"]
     assert cut and all(run["causes"][cid] == "the --max-minutes ceiling was reached" for cid in cut)
     assert outcomes["stateful.scheduler_action_sequences"] == "inconclusive"
+    # The ceiling holds: certify() returns within it plus the documented grace for work in flight and the
+    # workers' shutdown (a functional bound of the flag, not a performance figure).
+    from conformance.harness.timing import CEILING_GRACE
+
+    assert run["elapsed"] <= 0.15 * 60 + CEILING_GRACE + 30, run["elapsed"]
+    assert any(line.startswith("ceiling: ") for line in run["progress"]), run["progress"]
 
 
 def test_bad_input_is_one_line() -> None:

@@ -13,12 +13,15 @@ from conformance.harness.profile import ExecutorProfile
 from conformance.harness.stateful import run_stateful
 from tests.corpus import CORPUS, airflow_own_correct_executors
 
-#: Programmes per run, counted, never timed: a busy machine makes the test slower, not different. The slow
-#: remote designs spend seconds per task, so they explore fewer.
-EXAMPLES = {"SlowRemoteJobs": 3, "PolledRemoteJobs": 6}
+#: Programmes per run, counted, never timed: a busy machine makes the test slower, not different. The remote
+#: designs spend seconds per task (a 7 s round trip; a 1 s status call per heartbeat), so CI explores fewer
+#: programmes of them, with one seed; the benchmark sweeps them further.
+EXAMPLES = {"SlowRemoteJobs": 2, "PolledRemoteJobs": 2}
 SEEDS = (11, 12)
+REMOTE = ("SlowRemoteJobs", "PolledRemoteJobs")
 
-DESIGNS = [*CORPUS, *airflow_own_correct_executors()]
+CASES = [(name, seed) for name in [*CORPUS, *airflow_own_correct_executors()]
+         for seed in (SEEDS[:1] if name in REMOTE else SEEDS)]
 
 
 def _profile(name: str) -> ExecutorProfile:
@@ -28,8 +31,7 @@ def _profile(name: str) -> ExecutorProfile:
 
 
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("name", DESIGNS)
+@pytest.mark.parametrize(("name", "seed"), CASES, ids=[f"{n}-{s}" for n, s in CASES])
 def test_a_correct_executor_keeps_every_invariant(name: str, seed: int, sandbox: Sandbox) -> None:
     explored = run_stateful(_profile(name), sandbox, seed=seed, shrink=False, examples=EXAMPLES.get(name, 12))
     assert explored.examples >= 1 and explored.tasks >= 1, explored

@@ -26,6 +26,7 @@ from conformance.harness.outcomes import CheckResult, Outcome, with_expectation
 
 if TYPE_CHECKING:
     from conformance.certification.overlap import Rebuild
+from conformance.certification.progress import OnProgress, Ticker, plan
 
 #: the state machine's exploration is split into this many lanes at most (one executor instance each)
 MAX_LANES = 4
@@ -35,12 +36,14 @@ OnResult = Callable[[CheckResult], None]
 
 
 def certify(executor: Any, options: CertifyOptions | None = None, *,
-            on_result: OnResult | None = None) -> Certificate:
+            on_result: OnResult | None = None, on_progress: OnProgress | None = None) -> Certificate:
     """Certify ``executor`` (``"pkg.mod.Class"``, ``"pkg.mod:Class"`` or an ``ExecutorProfile``).
 
     Returns the certificate (``.verdict``, ``.results``, ``.record()``, ``.write(dir)``); raises
     ``ProfileError`` -- one line naming the problem -- for an executor that cannot be imported or built.
-    ``on_result`` is called with each check's result as it is known (a progress display)."""
+    ``on_result`` is called with each check's result as it is known (a progress display); ``on_progress``
+    with lines about the run itself: the time plan once calibrated, and what is in flight at least every
+    30 s (``conformance.certification.progress``)."""
     from conformance.certification.overlap import rebuildable
     from conformance.harness import timing
 
@@ -52,7 +55,8 @@ def certify(executor: Any, options: CertifyOptions | None = None, *,
 
     sandbox = Sandbox.create().activate()
     try:
-        return _certify(executor, opts, sandbox, pool, started, on_result or (lambda result: None))
+        return _certify(executor, opts, sandbox, pool, started, on_result or (lambda result: None),
+                        on_progress or (lambda line: None))
     finally:
         if pool is not None:
             pool.close(30.0)
@@ -75,7 +79,7 @@ def _start_pool(rebuild: Rebuild | None, opts: CertifyOptions) -> Any:
 
 
 def _certify(executor: Any, opts: CertifyOptions, sandbox: Any, pool: Any, started: datetime,
-             on_result: OnResult) -> Certificate:
+             on_result: OnResult, on_progress: OnProgress) -> Certificate:
     from conformance import checks
     from conformance.certification.confirm import confirmed_capabilities
     from conformance.certification.preflight import run_preflight
@@ -103,8 +107,12 @@ def _certify(executor: Any, opts: CertifyOptions, sandbox: Any, pool: Any, start
     selected = _selection(opts)
     raw: dict[str, CheckResult] = {}
 
+    in_parent_now: list[str] = []
+    ticker = Ticker(on_progress, lambda: [*(pool.in_flight() if pool is not None else []), *in_parent_now])
+
     def done(result: CheckResult) -> None:
         raw[result.check_id] = result
+        ticker.spoke()
         on_result(with_expectation(result, profile.expected_failures.get(result.check_id), opts.strict))
 
     from conformance.certification.preflight import preflight_result
@@ -123,9 +131,18 @@ def _certify(executor: Any, opts: CertifyOptions, sandbox: Any, pool: Any, start
         for cid in others:
             done(not_run(cid, preflight.diagnosis))
     else:
-        in_parent = _run_overlapped(pool, others, profile, capabilities, run_options, opts, done) if pool else others
-        for cid in in_parent:
-            done(_run_here(cid, profile, sandbox, capabilities, run_options))
+        ticker.start()
+        try:
+            if pool is None:
+                _say_plan(on_progress, run_options.time, len(others), 1, 1)
+            in_parent = (_run_overlapped(pool, others, profile, capabilities, run_options, opts, done, on_progress)
+                         if pool else others)
+            for cid in in_parent:
+                in_parent_now[:] = [cid]
+                done(_run_here(cid, profile, sandbox, capabilities, run_options))
+            in_parent_now.clear()
+        finally:
+            ticker.stop()
     if pool is not None:
         leftovers += pool.close(30.0)
     leftovers += sandbox.session_leftovers()
@@ -179,8 +196,15 @@ def not_started(check_id: str, cause: str) -> CheckResult:
                        "nothing was judged (raise --max-minutes, or leave it unset)", cause=cause)
 
 
+def _say_plan(say: OnProgress, model: Any, checks: int, workers: int, lanes: int) -> None:
+    from conformance.harness import timing
+
+    for line in plan(model, checks, workers, lanes, timing.remaining()):
+        say(line)
+
+
 def _run_overlapped(pool: Any, check_ids: list[str], profile: Any, capabilities: dict[str, bool],
-                    options: Any, opts: CertifyOptions, done: OnResult) -> list[str]:
+                    options: Any, opts: CertifyOptions, done: OnResult, say: OnProgress) -> list[str]:
     """Run ``check_ids`` on the pool (the state machine in lanes); returns the ids the parent must run
     itself: the e2e tier (one deployment, in the parent's sandbox) and whatever no worker could take."""
     from conformance import checks
@@ -198,12 +222,13 @@ def _run_overlapped(pool: Any, check_ids: list[str], profile: Any, capabilities:
     jobs += [Job(cid) for cid in remote if cid != _STATE_MACHINE]
     model = options.time
     lane_results: dict[int, CheckResult] = {}
+    _say_plan(say, model, len(check_ids), workers, lanes)
 
     def guard(job: Job) -> float:
         own = float(4 * (model.budget("state_machine") / job.lanes + model.budget("shrink"))
                     + 20 * model.budget("event") + 4 * model.budget("end"))
         left = timing.remaining()
-        return own if left is None else min(own, left + 4 * float(model.budget("end")))
+        return own if left is None else min(own, left + timing.CEILING_GRACE)
 
     def arrived(job: Job, result: CheckResult) -> None:
         if job.lanes == 1:
@@ -216,7 +241,7 @@ def _run_overlapped(pool: Any, check_ids: list[str], profile: Any, capabilities:
     run = {"scale": model.scale, "calibration": model.calibration.as_dict(), "capabilities": dict(capabilities),
            "hypothesis_profile": options.hypothesis_profile, "seed": options.seed, "ceiling": timing.ceiling(),
            "reproducer_dir": str(options.reproducer_dir) if options.reproducer_dir else None}
-    left = pool.run(jobs, run, guard, arrived)
+    left = pool.run(jobs, run, guard, arrived, may_start=lambda: timing.remaining() != 0.0)
     for job in left:  # no worker could take it: the parent runs it, whole (not as a lane)
         if job.check_id == _STATE_MACHINE and job.lane:
             continue

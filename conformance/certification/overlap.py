@@ -182,6 +182,14 @@ class Overlap:
         self._setup = setup
         self._logs = logs
         self.workers: list[Worker] = []
+        self._running: dict[int, tuple[Job, float]] = {}  # worker index -> (job, started), for progress lines
+        self._lock = threading.Lock()
+
+    def in_flight(self) -> list[str]:
+        """What the workers run right now, with how long each has run (a progress line)."""
+        now = time.monotonic()
+        with self._lock:
+            return [f"{job.name} for {now - since:.0f}s" for job, since in self._running.values()]
 
     @property
     def size(self) -> int:
@@ -198,15 +206,17 @@ class Overlap:
             self.workers.append(worker)
 
     def run(self, jobs: list[Job], run: dict[str, Any], guard: Callable[[Job], float],
-            on_result: Callable[[Job, CheckResult], None]) -> list[Job]:
+            on_result: Callable[[Job, CheckResult], None],
+            may_start: Callable[[], bool] = lambda: True) -> list[Job]:
         """Run ``jobs`` (longest first) on the workers; ``on_result`` gets each result as it comes.
-        Returns the jobs no worker could take (every worker failed to start or died): the caller runs
-        them itself."""
+        Returns the jobs no worker could take (every worker failed to start or died, or ``may_start`` said
+        no -- the run's ceiling): the caller runs them itself, or reports them not started."""
         ready = [w for w in self.workers if w.await_ready(120.0) and w.send(run)]
         todo: queue.Queue[Job] = queue.Queue()
         for job in jobs:
             todo.put(job)
-        threads = [threading.Thread(target=self._serve, args=(w, todo, guard, on_result), daemon=True) for w in ready]
+        threads = [threading.Thread(target=self._serve, args=(i, w, todo, guard, on_result, may_start), daemon=True)
+                   for i, w in enumerate(ready)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -216,19 +226,27 @@ class Overlap:
             left.append(todo.get_nowait())
         return left
 
-    @staticmethod
-    def _serve(worker: Worker, todo: queue.Queue[Job], guard: Callable[[Job], float],
-               on_result: Callable[[Job, CheckResult], None]) -> None:
+    def _serve(self, index: int, worker: Worker, todo: queue.Queue[Job], guard: Callable[[Job], float],
+               on_result: Callable[[Job, CheckResult], None], may_start: Callable[[], bool]) -> None:
         while True:
             try:
                 job = todo.get_nowait()
             except queue.Empty:
                 return
+            if not may_start():
+                todo.put(job)  # past the ceiling: never started, the caller says so
+                return
             started = time.monotonic()
             allowed = guard(job)
             answer = None
-            if worker.send({"check_id": job.check_id, "lane": job.lane, "lanes": job.lanes}):
-                answer = worker.receive(allowed)
+            with self._lock:
+                self._running[index] = (job, started)
+            try:
+                if worker.send({"check_id": job.check_id, "lane": job.lane, "lanes": job.lanes}):
+                    answer = worker.receive(allowed)
+            finally:
+                with self._lock:
+                    self._running.pop(index, None)
             seconds = time.monotonic() - started
             if answer and "result" in answer:
                 data = answer["result"]
@@ -236,7 +254,15 @@ class Overlap:
                                            float(data["seconds"]), [str(x) for x in data["leaks"]],
                                            str(data["cause"])))
                 continue
-            if answer is None:  # silent past the guard: a hang the check's own budgets did not bound
+            if answer is None and not may_start():  # cut at the ceiling plus its grace
+                from conformance.harness.runner import CEILING_CAUSE
+
+                worker.kill()
+                on_result(job, CheckResult(job.check_id, Outcome.INCONCLUSIVE,
+                                           f"[{job.check_id}] cut short: {CEILING_CAUSE}, and its grace for tearing "
+                                           "down ended too; its worker process was ended and nothing was judged",
+                                           seconds, cause=CEILING_CAUSE))
+            elif answer is None:  # silent past the guard: a hang the check's own budgets did not bound
                 worker.kill()
                 on_result(job, CheckResult(job.check_id, Outcome.INCONCLUSIVE,
                                            f"[{job.check_id}] did not finish within {allowed:.0f}s, past every budget "

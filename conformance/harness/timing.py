@@ -74,6 +74,12 @@ class CeilingReached(Exception):
 _CEILING: list[float] = []
 
 
+#: After the ceiling, work already in flight gets this long to be cut short and torn down (its own waits end
+#: at the ceiling; its executor's end() and the worker's cleanup take the rest) before its worker is ended. A
+#: run therefore ends within ``--max-minutes`` plus this grace plus the report (SPEC: the ceiling).
+CEILING_GRACE = 60.0
+
+
 def set_ceiling(at: float | None) -> None:
     """Every later wait of this process ends by ``at`` (epoch seconds) at the latest; None lifts it."""
     _CEILING[:] = [] if at is None else [at]
