@@ -104,12 +104,15 @@ from tests.controls.preflight import (  # noqa: F401
     ReportsSuccessWithoutRunning,
 )
 from tests.controls.stateful import (
+    AdoptsBeyondParallelism,
     BatchStopsAtKeyInFlight,
     DropsEventWhenTwoRunTogether,
     ExceedsParallelismAfterRevoke,
     LateRunningAfterTerminal,
+    PagedStatusPoller,
     RebuildsKeyFromNames,
     ReReportsWorkloadWithNextTask,
+    WatchesAnotherTasksJob,
 )
 from tests.controls.stuck import (  # noqa: F401
     CleanupLeavesQueued,
@@ -139,7 +142,8 @@ NEGATIVE_CONTROLS: dict[str, list[Control]] = {
 
 #: Broken executors that only the state machine may catch: every contract check passes them.
 STATEFUL_ONLY = (DropsEventWhenTwoRunTogether, ExceedsParallelismAfterRevoke,
-                 RebuildsKeyFromNames, LateRunningAfterTerminal, BatchStopsAtKeyInFlight,
+                 RebuildsKeyFromNames, LateRunningAfterTerminal, BatchStopsAtKeyInFlight, WatchesAnotherTasksJob,
+                 AdoptsBeyondParallelism, PagedStatusPoller,
                  # the state machine queues callbacks and connection tests only where Airflow has them
                  *((ReReportsWorkloadWithNextTask,) if compat.has_other_workloads() else ()))
 

@@ -35,5 +35,6 @@ def test_the_state_machine_judges_every_prop_clause() -> None:
 
     props = {c for c in CLAUSES if c.startswith("PROP-")}
     assert set(ExecutorMachine.CLAUSES) == props, (sorted(props), sorted(ExecutorMachine.CLAUSES))
-    judged_by_a_step = {"_guarded"}  # PROP-11: every rule's executor calls (stateful._guarded)
+    # PROP-11: every rule's executor calls (_guarded); PROP-12: what the adopting executor keeps
+    judged_by_a_step = {"_guarded", "adopt_into_fresh_executor"}
     assert set(ExecutorMachine.CLAUSES.values()) <= set(ExecutorMachine.PROPERTIES) | judged_by_a_step

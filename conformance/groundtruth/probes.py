@@ -99,17 +99,29 @@ def release_path(journal_dir: Path, nonce: str) -> Path:
     return journal_dir / "release" / nonce
 
 
-def release(journal_dir: Path, probe: Probe, linger: float = 0.0) -> None:
-    """Tell a HANG probe (wherever it runs) to finish successfully. With ``linger``, its process stays alive
-    that many seconds after its work ended (journaled): a task that deferred is still tearing down when the
-    scheduler may already queue it again. A later release of the same probe changes nothing."""
+def release(journal_dir: Path, probe: Probe, linger: float = 0.0, crash: bool = False) -> None:
+    """Tell a HANG probe (wherever it runs) to finish. With ``linger``, its process stays alive that many
+    seconds after its work ended (journaled): a task that deferred is still tearing down when the scheduler
+    may already queue it again. With ``crash``, its process dies instead of succeeding once its work ended (a
+    long task that fails at its end): adopted work of mixed outcomes tells which job an executor watches. A
+    later release of the same probe changes nothing."""
     path = release_path(journal_dir, probe.nonce)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
         return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"{linger:.3f}" if linger > 0 else "")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(" ".join([*([f"{linger:.3f}"] if linger > 0 else []), *(["crash"] if crash else [])]))
     tmp.replace(path)
+
+
+def _release_mode(journal_dir: Path, nonce: str) -> tuple[float, bool]:
+    """(linger seconds, crash) as ``release`` wrote them."""
+    try:
+        words = release_path(journal_dir, nonce).read_text().split()
+    except OSError:
+        return 0.0, False
+    linger = next((float(w) for w in words if w.replace(".", "", 1).isdigit()), 0.0)
+    return linger, "crash" in words
 
 
 def lifetime_for(time_model: Any) -> float:
@@ -134,13 +146,6 @@ def _lifetime(journal_dir: Path) -> float:
         return float((journal_dir / "probe-lifetime").read_text())
     except (OSError, ValueError):
         return HANG_SAFETY_SECONDS
-
-
-def _linger(journal_dir: Path, nonce: str) -> float:
-    try:
-        return float(release_path(journal_dir, nonce).read_text() or 0)
-    except (OSError, ValueError):
-        return 0.0
 
 
 def _released(journal_dir: Path, nonce: str) -> bool:
@@ -175,7 +180,8 @@ def run(probe: Probe, identity: dict[str, Any], via: str) -> int:
                 break
             time.sleep(0.01)  # polling a release file: the probe is the thing being waited on
         else:
-            outcome = "released"
+            linger, crash = _release_mode(jdir, probe.nonce)
+            outcome = "released_crash" if crash else "released"
     extra: dict[str, Any] = {}
     worker: int | None = None
     if probe.kind is ProbeKind.KILLWORKER and str(os.getpid()) != os.environ.get(SCHEDULER_PID_ENV):
@@ -186,9 +192,12 @@ def run(probe: Probe, identity: dict[str, Any], via: str) -> int:
                                                              else None)
     journal.append(jdir, {**base, "event": "end", "t": time.monotonic(), "outcome": outcome, **extra})
     if outcome == "released":
-        linger = _linger(jdir, probe.nonce)
+        linger, _ = _release_mode(jdir, probe.nonce)
         if linger > 0:
             time.sleep(linger)  # the task process tearing down after its work ended: the workload itself
+    if outcome == "released_crash":
+        sys.stdout.flush()
+        os._exit(CRASH_EXIT_CODE)
     if probe.kind is ProbeKind.FAIL or outcome == "hang_timeout":
         return 1
     if probe.kind is ProbeKind.RAISE:

@@ -482,9 +482,10 @@ class SchedulerHarness:
     def runs(self, task: QueuedTask) -> list[ProbeRun]:
         return self.journal().runs_of(task.task_id)
 
-    def release(self, task: QueuedTask, linger: float = 0.0) -> None:
-        probes.release(self.sandbox.journal_dir, task.probe, linger)
-        self.note(f"released {task.task_id}" + (f" (its process lingers {linger:.1f}s)" if linger else ""))
+    def release(self, task: QueuedTask, linger: float = 0.0, crash: bool = False) -> None:
+        probes.release(self.sandbox.journal_dir, task.probe, linger, crash)
+        self.note(f"released {task.task_id}" + (f" (its process lingers {linger:.1f}s)" if linger else "")
+                  + (" (its process crashes at the end)" if crash else ""))
 
     def format_transcript(self, last: int = 40) -> str:
         """The latest lines, repeated polls collapsed: identical calls into one line with a count, and a

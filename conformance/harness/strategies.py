@@ -91,6 +91,13 @@ def task_specs(held: bool = True) -> st.SearchStrategy[TaskSpec]:
     )
 
 
+#: a wide executor: room for a long wave (``LONG_WAVE`` long tasks, more than a status page holds) and
+#: short tasks beside it
+WIDE_PARALLELISM = 12
+LONG_WAVE = 9
+
+
 def parallelisms(unlimited: bool) -> st.SearchStrategy[int]:
-    """1 to 6 slots; 0 too where it means "unlimited" (Airflow 2)."""
-    return st.integers(min_value=0 if unlimited else 1, max_value=6)
+    """1 to 6 slots, sometimes (about one programme in eight) ``WIDE_PARALLELISM``; 0 too where it means
+    "unlimited" (Airflow 2)."""
+    return st.integers(min_value=0 if unlimited else 1, max_value=7).map(lambda p: WIDE_PARALLELISM if p == 7 else p)

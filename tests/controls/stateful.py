@@ -10,6 +10,7 @@ from airflow.utils.state import TaskInstanceState
 from conformance.harness import airflow_compat as compat
 from conformance.harness.strategies import DAGS
 from reference_executors import _bridge
+from reference_executors._process import TaskProcess
 from reference_executors.local import LocalExecutor
 from tests.controls._shared import Control
 from tests.controls.heartbeat import DropsUnservedQueue
@@ -125,6 +126,66 @@ class BatchStopsAtKeyInFlight(LocalExecutor):
             self._dispatch(key, item if _bridge.IS_AIRFLOW3 else list(item[0]))
 
 
+class WatchesAnotherTasksJob(LocalExecutor):
+    """Adoption by position, not identity: each adopted TI is attached to the job of the TI after it in the
+    batch (as an executor that pairs the TIs it is handed with a job list from its backend in another order),
+    and reports that job's outcome under the TI's key."""
+
+    def try_adopt_task_instances(self, tis: Any) -> Any:
+        tis = list(tis)
+        if len(tis) < 2:
+            return super().try_adopt_task_instances(tis)
+        ids = [getattr(ti, "external_executor_id", None) for ti in tis]
+        not_adopted = []
+        for index, ti in enumerate(tis):
+            external_id = ids[(index + 1) % len(ids)]
+            proc = TaskProcess.from_record(self.state_dir, external_id) if external_id else None
+            if proc is None:
+                not_adopted.append(ti)
+                continue
+            self._procs[ti.key] = proc
+            self.running.add(ti.key)
+        return not_adopted
+
+
+class AdoptsBeyondParallelism(LocalExecutor):
+    """Counts only the work it started itself against parallelism: adopted keys are in ``running`` (so
+    ``has_task`` and the slot figures are right), but each heartbeat triggers as many tasks as its own work
+    leaves room for -- so it starts new work while adopted work fills its slots."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._adopted: set[Any] = set()
+
+    def try_adopt_task_instances(self, tis: Any) -> Any:
+        tis = list(tis)
+        left = super().try_adopt_task_instances(tis)
+        self._adopted |= {ti.key for ti in tis} - {ti.key for ti in left}
+        return left
+
+    def trigger_tasks(self, open_slots: int) -> None:
+        super().trigger_tasks(open_slots + len(self._adopted & set(self.running)))
+
+
+class PagedStatusPoller(LocalExecutor):
+    """Reads the status of the first ``PAGE`` tasks in flight only, oldest first (the first page of a paginated
+    status API, never the next): while ``PAGE`` long tasks run, a task behind them that finished is never seen
+    -- in production, finished tasks stay 'running' for as long as the long ones run."""
+
+    PAGE = 8
+
+    def _report_finished(self) -> None:
+        self._start_held_runs()
+        self._pool.news()  # collects what the workers reported; only the first page is looked at
+        page = list(self._procs.items())[:self.PAGE]
+        for key, proc in page:
+            outcome = proc.poll()
+            if outcome is not None:
+                del self._procs[key]
+                proc.forget()
+                self._report(key, *outcome)
+
+
 CONTROLS: dict[str, list[Control]] = {
     "stateful.scheduler_action_sequences": [
         Control(DropsEventWhenTwoRunTogether, "work that ended has its terminal event|every queued task gets a "
@@ -137,5 +198,11 @@ CONTROLS: dict[str, list[Control]] = {
         Control(LateRunningAfterTerminal, "after its terminal event"),
         Control(BatchStopsAtKeyInFlight, "every accepted workload is queued, running or reported|every queued task "
                                          "gets a terminal event"),
+        # the wrong job's end is taken for the adopted task's: a wrong terminal state, or -- when the slot is taken
+        # as free while the task's own work still runs -- new work started beside it
+        Control(WatchesAnotherTasksJob, "events match the journal: .*(released|released_crash)|started while .* of "
+                                        "them adopted"),
+        Control(AdoptsBeyondParallelism, "adopted work holds slots"),
+        Control(PagedStatusPoller, "work that ended has its terminal event within the report budget"),
         *((Control(ReReportsWorkloadWithNextTask, "second terminal event"),) if compat.has_other_workloads() else ())],
 }

@@ -29,6 +29,7 @@ from conformance.harness import airflow_compat as compat
 from conformance.harness.outcomes import describe_exception
 from conformance.harness.scheduler import CallTimedOut, Event, SchedulerHarness
 from conformance.harness.stateful.model import (
+    ADOPTION_BATCH,
     MAX_ADOPTIONS,
     MAX_HELD,
     MAX_OUTSTANDING,
@@ -51,6 +52,7 @@ from conformance.harness.strategies import (
     DAGS,
     EXECUTOR_CONFIGS,
     HELD,
+    LONG_WAVE,
     QUEUES,
     RUNS,
     TaskSpec,
@@ -232,13 +234,18 @@ class ExecutorMachine(SpecProperties, RuleBasedStateMachine):
             self._loop()
         return multiple(*numbers)
 
-    def _queue_specs(self, specs: list[TaskSpec]) -> list[int]:
+    def _queue_specs(self, specs: list[TaskSpec], capped: bool = True) -> list[int]:
+        """Queue ``specs`` to the live scheduler's executor. ``capped``: within the outstanding, held and
+        unserved caps (a rule that builds a situation of its own -- a long wave, an adoption batch -- releases
+        what it holds before it returns, and passes False)."""
         self._absorb()
         numbers = []
         for spec in specs:
-            if sum(1 for t in self.tracked if t.outstanding and not t.dropped) >= MAX_OUTSTANDING:
+            if capped and sum(1 for t in self.tracked if t.outstanding and not t.dropped) >= MAX_OUTSTANDING:
                 break
-            if spec.held and (not self.config.can_hold or self._outstanding_where(held=True) >= MAX_HELD):
+            if spec.held and not self.config.can_hold:
+                spec = spec._replace(kind=ProbeKind.OK.value)
+            if capped and spec.held and self._outstanding_where(held=True) >= MAX_HELD:
                 spec = spec._replace(kind=ProbeKind.OK.value)
             if spec.unserved and self._outstanding_where(unserved=True) >= MAX_UNSERVED:
                 spec = spec._replace(queue=0)
@@ -331,6 +338,64 @@ class ExecutorMachine(SpecProperties, RuleBasedStateMachine):
         item.requeued = True
         self._queue_again(item)
         return item
+
+    @precondition(lambda self: not self.ended and self.config.can_hold and self._room_for_long_wave())
+    @rule(target=tasks, shorts=st.integers(min_value=1, max_value=2))
+    @_guarded
+    def queue_long_wave(self, shorts: int) -> MultipleResults[int]:
+        """Finished work behind long work: ``LONG_WAVE`` long tasks -- more than a status page or a small table
+        of job handles holds -- are in flight, then short tasks are queued beside them; each short task must be
+        reported within the report budget while the long ones still run (PROP-7), whatever the long ones are.
+
+        The situation is built, not hoped for: the long tasks are held until the short ones are reported (or
+        their report is overdue, which the invariants judge), then released. Programmes get the room for it
+        from a wide parallelism (``parallelisms``) or Airflow 2's unlimited one."""
+        self._did("queue_long_wave", shorts=shorts)
+        self._absorb()
+        long_ones = self._queue_specs([TaskSpec(kind=HELD, map_index=i) for i in range(LONG_WAVE)], capped=False)
+        try:
+            self._loop_until(lambda: all(self.h.journal().started(self.tracked[n].task.task_id) for n in long_ones),
+                             self.h.budget("event"))
+            numbers = self._queue_specs([TaskSpec(run=1, map_index=i) for i in range(shorts)], capped=False)
+            report = self.h.budget("report")
+
+            def reported_or_overdue() -> bool:
+                journal = self.h.journal()
+                for n in numbers:
+                    item = self.tracked[n]
+                    ended = [r.finished for r in journal.runs_of(item.task.task_id) if r.finished is not None]
+                    overdue = bool(ended) and time.monotonic() - max(ended) > report
+                    if item.outstanding and not overdue:
+                        return False
+                return True
+
+            self._loop_until(reported_or_overdue, self.h.budget("event") + report)
+            self.check_properties()  # an overdue short task is PROP-7's finding, named while the wave runs
+        finally:
+            for n in long_ones:
+                item = self.tracked[n]
+                item.released = True
+                self.h.release(item.task)
+        return multiple(*long_ones, *numbers)
+
+    def _room_for_long_wave(self) -> bool:
+        """A long wave and its short tasks fit beside what is already in flight."""
+        if self.harness is None:
+            return False
+        limit = compat.effective_parallelism(self.h.executor)
+        busy = sum(1 for t in self.tracked if t.outstanding and not t.dropped)
+        return limit is None or limit - busy >= LONG_WAVE + 2
+
+    def _loop_until(self, condition: Callable[[], bool], budget: float) -> None:
+        """Scheduler loops until ``condition`` holds or ``budget`` is spent (no verdict here: the invariants
+        judge what the loops saw)."""
+        def loop() -> None:
+            self.h.heartbeat()
+            self._take_events()
+
+        with contextlib.suppress(WaitTimedOut):
+            wait_until(condition, "the situation to be built", budget, poll=0.02, each=loop)
+        self._absorb()
 
     @precondition(lambda self: not self.ended and any(t.awaits_release for t in self.tracked))
     @rule(task=tasks)
@@ -450,18 +515,26 @@ class ExecutorMachine(SpecProperties, RuleBasedStateMachine):
 
     @precondition(lambda self: self.config.can_adopt and not self.ended and self.steps >= 3
                   and len(self.retired) < MAX_ADOPTIONS)
-    @rule()
+    @rule(fewer_slots=st.booleans())
     @_guarded
-    def adopt_into_fresh_executor(self) -> None:
-        """The scheduler dies; a new one adopts everything outstanding that carries an external id."""
-        self._did("adopt_into_fresh_executor")
+    def adopt_into_fresh_executor(self, fewer_slots: bool = False) -> None:
+        """The scheduler dies; a new one adopts everything outstanding that carries an external id
+        (``adopt_or_reset_orphaned_tasks``: every orphan of a dead job, whatever the new executor's
+        parallelism -- ``fewer_slots`` gives it fewer slots than it adopts, as a restart with another
+        ``[core] parallelism`` or one scheduler adopting several dead ones' work does).
+
+        The situation is built: at least ``ADOPTION_BATCH`` held tasks are in flight (with their external
+        ids) when the scheduler dies; after the adoption a short task is queued to the new executor, which
+        must not start it while adopted work fills its slots (PROP-5); then the adopted tasks end with
+        *different* outcomes (one succeeds, the next crashes), so that an executor watching another task's
+        job reports the wrong one (PROP-10's journal match)."""
+        self._did("adopt_into_fresh_executor", fewer_slots=fewer_slots)
         self._absorb()
         states = compat.state_enum()
         old = self.h
+        self._hold_a_batch_for_adoption()
         old.abandon()
-        new = self._new_harness(f"E{len(self.retired) + 1}", job_id=len(self.retired) + 2,
-                                parallelism=int(getattr(old.executor, "parallelism", 1) or 0))
-        candidates: list[tuple[Tracked, Any]] = []
+        candidates: list[tuple[Tracked, Any, str]] = []
         for item in self.tracked:
             if item.dropped or not item.outstanding or item.task.key not in old.tasks:
                 continue
@@ -471,17 +544,61 @@ class ExecutorMachine(SpecProperties, RuleBasedStateMachine):
                 item.dropped, item.dropped_at = True, time.monotonic()  # the scheduler resets it
                 continue
             ti = compat.adoption_ready(item.task.handle, job_id=old.job_id, external_executor_id=ext, running=True)
-            candidates.append((item, ti))
-        returned = {id(ti) for ti in new.adopt([ti for _, ti in candidates])}
-        for item, ti in candidates:
+            candidates.append((item, ti, ext))
+        parallelism = int(getattr(old.executor, "parallelism", 1) or 0)
+        if fewer_slots and len(candidates) >= 2:
+            parallelism = len(candidates) - 1 if parallelism == 0 else max(1, min(parallelism, len(candidates) - 1))
+        new = self._new_harness(f"E{len(self.retired) + 1}", job_id=len(self.retired) + 2, parallelism=parallelism)
+        returned = {id(ti) for ti in new.adopt([ti for _, ti, _ in candidates])}
+        adopted: list[Tracked] = []
+        for item, ti, _ext in candidates:
             if id(ti) in returned:
                 item.dropped, item.dropped_at = True, time.monotonic()
             else:
                 new.tasks[item.task.key] = item.task  # adopted: the new scheduler now waits for its event
+                adopted.append(item)
         for key in self._outstanding_workloads():  # not adopted: the scheduler times them out itself
             self.dropped_workloads[key] = self.workloads.pop(key)
         self.retired.append(old)
         self.harness = new
+        kept = [ext for item, ti, ext in candidates if id(ti) not in returned]
+        shared = sorted({ext for ext in kept if kept.count(ext) > 1})
+        if shared:
+            self._violated("each external id names one task's work",
+                           f"the adopting executor kept several TIs for the external id(s) {shared[:3]}: adopted "
+                           "work is found by its external id, so one id must name one task's job")
+        self._after_adoption(adopted)
+
+    def _hold_a_batch_for_adoption(self) -> None:
+        """Held tasks in flight, with external ids, before the scheduler dies (room permitting)."""
+        limit = compat.effective_parallelism(self.h.executor)
+        in_flight = [t for t in self.tracked if t.awaits_release and t.outstanding and not t.dropped
+                     and not t.requeued and t.task.key in self.h.tasks]
+        busy = sum(1 for t in self.tracked if t.outstanding and not t.dropped and t.task.key in self.h.tasks)
+        wanted = ADOPTION_BATCH - len(in_flight)
+        if not self.config.can_hold or wanted <= 0 or (limit is not None and limit - busy < wanted):
+            return
+        numbers = self._queue_specs([TaskSpec(kind=HELD, run=2, map_index=i) for i in range(wanted)], capped=False)
+        states = compat.state_enum()
+
+        def has_external_id(n: int) -> bool:
+            return any(e.state in (states.QUEUED, states.RUNNING) and isinstance(e.info, str)
+                       for e in self.h.events_for(self.tracked[n].task.key))
+
+        self._loop_until(lambda: all(has_external_id(n) for n in numbers), self.h.budget("event"))
+
+    def _after_adoption(self, adopted: list[Tracked]) -> None:
+        """Work queued to the new executor while adopted work is in flight, then the adopted work ends with
+        mixed outcomes."""
+        held = [t for t in adopted if t.awaits_release]
+        if not held:
+            return
+        self._queue_specs([TaskSpec(run=2, map_index=len(held))], capped=False)
+        self._loop_until(lambda: False, self.h.budget("window"))  # its chance to start too early (PROP-5)
+        self.check_properties()
+        for index, item in enumerate(held):
+            item.released = True
+            self.h.release(item.task, crash=index % 2 == 1)
 
     @precondition(lambda self: bool(self.config.other_workloads) and not self.ended)
     @rule(target=tasks, pick=st.integers(min_value=0, max_value=1), specs=st.lists(task_specs(), max_size=2),

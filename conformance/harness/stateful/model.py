@@ -24,6 +24,9 @@ MAX_UNSERVED = 2
 OWNER = "stateful.scheduler_action_sequences"
 #: Scheduler 'deaths' per programme: each one builds and starts a whole new executor.
 MAX_ADOPTIONS = 2
+#: held tasks in flight when a scheduler dies: two outcomes to tell apart, and more than a fewer-slots
+#: successor holds
+ADOPTION_BATCH = 2
 
 
 class _GiveUps(logging.Handler):
@@ -73,6 +76,8 @@ def _allowed_states() -> frozenset[Any]:
 def _expected_states(kind: str, outcome: str | None, states: Any) -> frozenset[Any]:
     """What a task's terminal event may say, from what its probe really did (SPEC EVT-1, by major)."""
     either = frozenset({states.SUCCESS, states.FAILED})
+    if outcome == "released_crash":
+        return frozenset({states.FAILED})  # a held task whose process died at its end: never SUCCESS
     if kind == ProbeKind.OK.value or outcome == "released":
         return frozenset({states.SUCCESS})
     if kind == ProbeKind.FAIL.value or outcome == "hang_timeout":

@@ -108,17 +108,37 @@ class SpecProperties:
 
     @spec_property("never more than parallelism running")
     def never_above_parallelism(self) -> None:
+        """Work this executor started itself never exceeds parallelism, and it starts nothing while adopted
+        work fills its slots: adopted work may exceed parallelism on its own (the scheduler adopts every orphan
+        of a dead job), but the base counts it in ``running`` -- ``heartbeat``'s ``open_slots = parallelism -
+        len(running)`` is then <= 0 and ``trigger_tasks`` dispatches nothing (2.x, 3.x). A dead scheduler's
+        work is no longer this executor's."""
         limit = compat.effective_parallelism(self.h.executor)
         if limit is None:
             return  # Airflow 2's parallelism 0: unlimited
-        # Work this executor started itself: adopted work may exceed parallelism (the scheduler adopts every
-        # orphan), and a dead scheduler's work is no longer this executor's.
-        ids = [t.task.task_id for t in self.tracked if t.queued_to == self.h.name] + \
+        own = [t.task.task_id for t in self.tracked if t.queued_to == self.h.name] + \
               [probe for _, probe in self.workloads.values()]
+        adopted = [t.task.task_id for t in self.tracked
+                   if t.queued_to != self.h.name and t.task.key in self.h.tasks and not t.dropped]
         ended_by = {t.task.task_id: t.dropped_at for t in self.tracked if t.dropped}
-        peak = self.h.journal().max_concurrency(ids, now=time.monotonic(), ended_by=ended_by)
+        journal, now = self.h.journal(), time.monotonic()
+        peak = journal.max_concurrency(own, now=now, ended_by=ended_by)
         if peak > limit:
             self._violated("never more than parallelism running", f"{peak} tasks ran at once, parallelism {limit}")
+        if not adopted:
+            return
+        mine, theirs = set(own), set(adopted)
+        runs = [r for r in journal.runs if r.task_id in mine | theirs]
+        for start in (r for r in runs if r.task_id in mine):
+            at = start.started
+            alongside = [r for r in runs if r is not start and r.started <= at
+                         and (r.finished is None or r.finished > at) and at < ended_by.get(r.task_id, now)]
+            carried = sum(1 for r in alongside if r.task_id in theirs)
+            if carried and len(alongside) + 1 > limit:
+                self._violated("never more than parallelism running",
+                               f"{start.task_id} started while {len(alongside)} task(s) already ran, {carried} of "
+                               f"them adopted, parallelism {limit}: adopted work holds slots (keep adopted keys in "
+                               "running, and start nothing while running fills parallelism)")
 
     @spec_property("slots_available + slots_occupied == parallelism")
     def slots_add_up(self) -> None:
@@ -217,7 +237,7 @@ class SpecProperties:
                "PROP-4": "runs_once_per_try", "PROP-5": "never_above_parallelism", "PROP-6": "key_in_one_place",
                "PROP-7": "ended_work_is_reported", "PROP-8": "nothing_vanishes",
                "PROP-9": "work_in_progress_is_tracked", "PROP-10": "end_is_bounded",
-               "PROP-11": "_guarded"}
+               "PROP-11": "_guarded", "PROP-12": "adopt_into_fresh_executor"}
 
     @classmethod
     def properties(cls) -> list[str]:
