@@ -153,7 +153,14 @@ def _certify_with_core(args: argparse.Namespace, executor: str, report: Path) ->
             certificate = certify(executor, options, on_result=progress, on_progress=said)
         except ProfileError as exc:
             print(f"executor-conformance certify: {exc}", file=screen)
-            return 4
+            refused = True
+        else:
+            refused = False
+    if refused:
+        with contextlib.suppress(OSError):
+            if log.stat().st_size == 0:
+                log.unlink()  # a refused run leaves no empty log behind
+        return 4
     for text, style in summary_lines(certificate):
         print(ansi(text, style, colour))
     for text in publish(certificate, report, os.environ.get("GITHUB_STEP_SUMMARY")):

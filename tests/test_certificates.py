@@ -198,6 +198,30 @@ def test_the_conftest_route_gets_the_same_summary_and_report(pytester: pytest.Py
     assert data["preflight"] == "passed" and data["time_model"]["calibration"]["samples"] >= 1
 
 
+def _readme_conftest_example() -> tuple[str, str]:
+    """The README's conftest route, as written there: (conftest.py, test_conformance.py)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = readme.split("# conftest.py\n", 1)[1].split("```", 1)[0]
+    conftest, test_module = block.split("# test_conformance.py\n", 1)
+    return conftest, test_module
+
+
+def test_the_readme_conftest_example_passes_as_written(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """Copied verbatim but for the executor (the reference one), the README's example certifies what it
+    selects, and the report names the executor's class -- not the factory's lambda."""
+    conftest, test_module = _readme_conftest_example()
+    assert "from my_pkg.executors import MyExecutor" in conftest
+    pytester.makeconftest(conftest.replace("from my_pkg.executors import MyExecutor",
+                                           "from reference_executors import LocalExecutor as MyExecutor"))
+    pytester.makepyfile(test_conformance=test_module)
+    report = tmp_path / "report"
+    result = pytester.runpytest_subprocess("--checks", "attributes.declared_with_types,heartbeat.priority_order",
+                                           "--conformance-report", str(report), "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    data = json.loads((report / "report.json").read_text())
+    assert data["executor"] == "reference_executors.local.LocalExecutor", data["executor"]
+
+
 # -- diff ------------------------------------------------------------------------------------------
 def _report(version: str, executor: str = "pkg.Exec", **statuses: str) -> dict[str, Any]:
     checks = [{"id": cid.replace("__", "."), "status": s, "message": f"{s} on {version}" if s == "failed" else "",

@@ -123,6 +123,13 @@ def cause_of(exc: BaseException) -> str:
     return f"{type(exc).__name__} raised{where}: {str(exc)[:200]}"
 
 
+def raised_at(exc: BaseException) -> str:
+    """``file:line`` of the executor's own deepest frame (else the innermost one not the suite's), or ''."""
+    frames = _frames(exc)
+    frame = _deepest_own(frames) or (frames[-1] if frames else None)
+    return f"{frame.filename}:{frame.lineno}" if frame else ""
+
+
 def _render(frame: traceback.FrameSummary) -> str:
     source = (frame.line or linecache.getline(frame.filename, frame.lineno or 0)).strip()
     return f"{frame.filename}:{frame.lineno} in {frame.name}: {source}"

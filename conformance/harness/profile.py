@@ -43,6 +43,8 @@ class ExecutorProfile:
     #: at most this many checks at once against this executor's backend (``certify`` overlaps checks on
     #: worker processes; a backend with few slots says how many it can take); None: the machine decides
     max_overlap: int | None = None
+    #: the class a factory was seen to build (names the executor in reports)
+    _built: type | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.executor_class is None and self.factory is None:
@@ -58,10 +60,15 @@ class ExecutorProfile:
 
     @property
     def label(self) -> str:
+        """What reports call the executor: its name, its class, or -- for a factory that is a lambda or a local
+        function -- the class it was seen to build (a factory's own name says nothing)."""
         if self.name:
             return self.name
         target = self.executor_class or self.factory
-        return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
+        qualname = getattr(target, "__qualname__", repr(target))
+        if self.executor_class is None and "<" in qualname and self._built is not None:
+            target, qualname = self._built, self._built.__qualname__
+        return f"{getattr(target, '__module__', '?')}.{qualname}"
 
     def build(self, parallelism: int = DEFAULT_PARALLELISM, **extra: Any) -> Any:
         """A fresh executor, built the way the loader does plus the parallelism the check wants.
@@ -71,7 +78,9 @@ class ExecutorProfile:
         executor's own ``parallelism`` (it may differ: an executor may choose less)."""
         with _core_parallelism(parallelism):
             if self.factory is not None:
-                return self.factory(parallelism=parallelism, **{**self.executor_kwargs, **extra})
+                built = self.factory(parallelism=parallelism, **{**self.executor_kwargs, **extra})
+                self._built = type(built)
+                return built
             assert self.executor_class is not None
             kwargs = {**self.executor_kwargs, **extra}
             if _accepts(self.executor_class, "parallelism"):
@@ -155,23 +164,23 @@ def load_executor_class(dotted: str) -> type:
     else:
         module_name, _, attr = dotted.rpartition(".")
     if not module_name or not attr:
-        raise ProfileError(f"--executor {dotted!r}: expected a dotted path like 'pkg.module.ExecutorClass'")
+        raise ProfileError(f"executor {dotted!r}: expected a dotted path like 'pkg.module.ExecutorClass'")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise ProfileError(f"--executor {dotted!r}: module {module_name!r} could not be imported: "
+        raise ProfileError(f"executor {dotted!r}: module {module_name!r} could not be imported: "
                            f"{type(exc).__name__}: {exc}") from None
     try:
         obj = getattr(module, attr)
     except AttributeError:
-        raise ProfileError(f"--executor {dotted!r}: module {module_name!r} has no attribute {attr!r}") from None
+        raise ProfileError(f"executor {dotted!r}: module {module_name!r} has no attribute {attr!r}") from None
     if not inspect.isclass(obj):
-        raise ProfileError(f"--executor {dotted!r}: {attr!r} is a {type(obj).__name__}, not a class")
+        raise ProfileError(f"executor {dotted!r}: {attr!r} is a {type(obj).__name__}, not a class")
     from conformance.harness import airflow_compat as compat
 
     base = compat.base_executor_class()
     if not issubclass(obj, base):
-        raise ProfileError(f"--executor {dotted!r}: {obj.__qualname__} is not a subclass of "
+        raise ProfileError(f"executor {dotted!r}: {obj.__qualname__} is not a subclass of "
                            f"airflow.executors.base_executor.BaseExecutor (Airflow {compat.version_string()})")
     return obj
 
@@ -213,4 +222,8 @@ def check_constructible(profile: ExecutorProfile) -> None:
     try:
         profile.build()
     except Exception as exc:
-        raise ProfileError(f"executor {profile.label}: the constructor raised {type(exc).__name__}: {exc}") from None
+        from conformance.harness.outcomes import raised_at
+
+        where = raised_at(exc)
+        raise ProfileError(f"executor {profile.label}: the constructor raised {type(exc).__name__}: {exc}"
+                           + (f" (at {where})" if where else "")) from None
