@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import conformance
 from conformance.certification.verdict import BLOCKING, Verdict, judge
+from conformance.groundtruth.sandbox import WORK_LEFT
 from conformance.harness.outcomes import CheckResult, Outcome
 
 if TYPE_CHECKING:
@@ -114,7 +115,8 @@ class Certificate:
             "failure_groups": self.failure_groups(),
             "inherited_failures": ({"base": self.inherited.base_path, "checks": list(self.inherited.check_ids)}
                                    if self.inherited is not None else None),
-            "leftover_processes": list(self.leftovers),
+            "leftover_processes": [x for x in self.leftovers if not x.startswith(WORK_LEFT)],
+            "work_left_queued": [x.removeprefix(WORK_LEFT) for x in self.leftovers if x.startswith(WORK_LEFT)],
             "coverage": self.coverage,
             "checks": entries,
         }

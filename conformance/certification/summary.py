@@ -12,6 +12,7 @@ from typing import Any
 
 from conformance.certification.certificate import STATUS_ORDER, Certificate
 from conformance.certification.verdict import VerdictKind
+from conformance.groundtruth.sandbox import WORK_LEFT
 
 Line = tuple[str, dict[str, bool]]
 
@@ -43,7 +44,11 @@ def summary_lines(cert: Certificate) -> list[Line]:
         for leak in result.leaks:
             lines.append((f"late work (ran after its check had ended), seen during {check_id}: {leak}", _YELLOW))
     for leftover in cert.leftovers:
-        lines.append((f"process left running at the end of the session (ended by the suite): {leftover}", _YELLOW))
+        if leftover.startswith(WORK_LEFT):
+            lines.append((f"work left behind: {leftover.removeprefix(WORK_LEFT)}", _YELLOW))
+        else:
+            lines.append((f"process left running at the end of the session (ended by the suite): {leftover}",
+                          _YELLOW))
     inherited = cert.inherited
     if inherited is not None:
         lines += [(f"Inherited: {inherited.base_path} fails {len(inherited.check_ids)} of these checks too (same "

@@ -61,6 +61,10 @@ def team_settings(team: str = TEAM_NAME, environ: dict[str, str] | None = None) 
     return copies
 
 
+
+#: a leftover that is work, not a process: a task that may still wait on the executor's backend
+WORK_LEFT = "work left queued: "
+
 @dataclass
 class Sandbox:
     root: Path
@@ -71,6 +75,7 @@ class Sandbox:
     _owners: dict[str, str] = field(default_factory=dict)
     _closed: dict[str, float] = field(default_factory=dict)
     _reported: set[str] = field(default_factory=set)
+    _settled: set[str] = field(default_factory=set)
 
     @property
     def airflow_home(self) -> Path:
@@ -232,6 +237,24 @@ class Sandbox:
     def claim(self, task_id: str, owner: str) -> None:
         self._owners[task_id] = owner
 
+    def mark_settled(self, task_id: str) -> None:
+        """``task_id`` cannot be waiting on the backend: it was reported, never handed over (still in
+        ``queued_tasks`` when its harness closed) or revoked."""
+        self._settled.add(task_id)
+
+    def work_left_queued(self) -> list[str]:
+        """Tasks this session queued that neither started nor were settled, per check that queued them: they
+        may still wait on the executor's backend after the session (on a paid backend, they cost). One line
+        per check, prefixed ``WORK_LEFT``."""
+        started = {run.task_id for run in self.journal().runs}
+        waiting: dict[str, list[str]] = {}
+        for task_id, owner in self._owners.items():
+            if task_id not in started and task_id not in self._settled:
+                waiting.setdefault(owner, []).append(task_id)
+        return [f"{WORK_LEFT}{len(ids)} task(s) queued by {owner} neither started nor were reported: they may still "
+                f"be queued on your backend ({', '.join(sorted(ids)[:3])}{', ...' if len(ids) > 3 else ''})"
+                for owner, ids in sorted(waiting.items())]
+
     def owned_by(self, owner: str) -> set[str]:
         return {task for task, who in self._owners.items() if who == owner}
 
@@ -285,7 +308,8 @@ class Sandbox:
         user's Airflow home, described for the summary."""
         found = [p.describe() for p in self.sweep_processes(include_shared_helpers=True, wait=False)]
         return found + [f"{path} was written outside the sandbox (the user's Airflow home): the executor or a "
-                        "process it started does not honour AIRFLOW_HOME" for path in self.outside_writes()]
+                        "process it started does not honour AIRFLOW_HOME" for path in self.outside_writes()] \
+            + self.work_left_queued()
 
     def kill_leaked_probes(self) -> list[journal_mod.ProbeRun]:
         """Kill probe processes still alive; returns them so the caller can report the leak."""

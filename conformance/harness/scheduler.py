@@ -305,8 +305,11 @@ class SchedulerHarness:
             buffer = self.call(f"get_event_buffer({list(dag_ids)})", self.executor.get_event_buffer,
                                list(dag_ids))
         now = time.monotonic()
+        terminal = compat.terminal_states()
         for key, value in dict(buffer).items():
             event = Event(now, key, value)
+            if key in self.tasks and event.state in terminal:
+                self.sandbox.mark_settled(self.tasks[key].task_id)
             self.events.append(event)
             self._events_by_key.setdefault(key, []).append(event)
             self.note(f"event {_key_text(key)} -> {_short(value)}")
@@ -452,6 +455,10 @@ class SchedulerHarness:
         return list(result)
 
     def stuck(self, tis: Sequence[Any]) -> list[str]:
+        for ti in tis:  # handed back to the scheduler: the executor removes it from its backend (STUCK)
+            task = self.tasks.get(ti.key)
+            if task is not None:
+                self.sandbox.mark_settled(task.task_id)
         return list(self.call(f"stuck-in-queued handling of {len(tis)} TIs", compat.handle_stuck,
                               self.executor, list(tis)))
 
@@ -509,6 +516,10 @@ class SchedulerHarness:
         """Stop everything this harness started; return problems found (always reported)."""
         problems: list[str] = []
         self.release_all()
+        with contextlib.suppress(Exception):  # never handed to the backend: nothing can wait there
+            for key in list(self.executor.queued_tasks):
+                if key in self.tasks:
+                    self.sandbox.mark_settled(self.tasks[key].task_id)
         if self.started and not self.ended and not self.abandoned:
             try:
                 self.end()
