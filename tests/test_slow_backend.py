@@ -76,4 +76,9 @@ def test_broken_behind_latency_is_still_caught(check_id: str, executor: type, sa
                                                tmp_path: Path) -> None:
     profile = ExecutorProfile(executor_class=behind_latency(executor))
     result = run_check(checks.get(check_id), profile, sandbox, options=_calibrated(sandbox))
+    if result.outcome is Outcome.INCONCLUSIVE:
+        # The machine slowed down past what the calibration measured (a busy CI runner): not a verdict either
+        # way. Calibrate again, as a new certification would, and judge once more -- it must be FAILED then.
+        _CALIBRATED.clear()
+        result = run_check(checks.get(check_id), profile, sandbox, options=_calibrated(sandbox))
     assert result.outcome is Outcome.FAILED, f"{result.outcome.value}: {result.message}"
