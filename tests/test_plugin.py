@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 BROKEN_MODULE = textwrap.dedent("""
+    import os
     import threading
     from airflow.executors.base_executor import BaseExecutor
     from reference_executors import LocalExecutor
@@ -26,6 +27,11 @@ BROKEN_MODULE = textwrap.dedent("""
     class ExplodingConstructor(LocalExecutor):
         def __init__(self, *args, **kwargs):
             raise RuntimeError("no credentials configured")
+
+    class MissingSetting(LocalExecutor):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.cert = os.environ["MY_BACKEND_TLS_CERT_FOR_THIS_TEST"]  # raised inside the stdlib
 
     NOT_A_CLASS = 42
 """)
@@ -56,10 +62,15 @@ def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
     ("my_executors.NOT_A_CLASS", "'NOT_A_CLASS' is a int, not a class"),
     ("collections:OrderedDict", "OrderedDict is not a subclass of airflow.executors.base_executor.BaseExecutor"),
     ("my_executors.ExplodingConstructor", "the constructor raised RuntimeError: no credentials configured"),
+    # where: the executor's own line, not the standard library's frame that raised
+    ("my_executors.MissingSetting", "KeyError: 'MY_BACKEND_TLS_CERT_FOR_THIS_TEST' (at "),
     ("justaword", "expected a dotted path"),
 ])
 def test_bad_executor_is_one_clear_line(project: pytest.Pytester, dotted: str, message: str) -> None:
-    _one_line_error(project.runpytest_subprocess("--executor", dotted), message)
+    result = project.runpytest_subprocess("--executor", dotted)
+    _one_line_error(result, message)
+    if "(at " in message:
+        assert "my_executors.py:" in result.stderr.str(), result.stderr.str()
 
 
 def test_malformed_kwargs_is_one_clear_line(project: pytest.Pytester) -> None:

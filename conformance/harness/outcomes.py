@@ -100,8 +100,10 @@ _LIBRARY_DIRS = tuple({p for p in (sysconfig.get_paths().get("stdlib"), sysconfi
 
 
 def _is_library(filename: str) -> bool:
-    """A frame of an installed library or the standard library (urllib3, Airflow's own base class, ...)."""
-    return filename.startswith(_LIBRARY_DIRS) or "site-packages" in filename or "dist-packages" in filename
+    """A frame of an installed library or the standard library (urllib3, Airflow's own base class, a frozen
+    stdlib module such as ``<frozen os>``, ...)."""
+    return (filename.startswith(_LIBRARY_DIRS) or filename.startswith("<") or "site-packages" in filename
+            or "dist-packages" in filename)
 
 
 def _frames(exc: BaseException) -> list[traceback.FrameSummary]:
