@@ -352,6 +352,7 @@ class ExecutorMachine(SpecProperties, RuleBasedStateMachine):
         from a wide parallelism (``parallelisms``) or Airflow 2's unlimited one."""
         self._did("queue_long_wave", shorts=shorts)
         self._absorb()
+        self._make_room(LONG_WAVE + shorts)
         long_ones = self._queue_specs([TaskSpec(kind=HELD, map_index=i) for i in range(LONG_WAVE)], capped=False)
         try:
             self._loop_until(lambda: all(self.h.journal().started(self.tracked[n].task.task_id) for n in long_ones),
@@ -379,12 +380,26 @@ class ExecutorMachine(SpecProperties, RuleBasedStateMachine):
         return multiple(*long_ones, *numbers)
 
     def _room_for_long_wave(self) -> bool:
-        """A long wave and its short tasks fit beside what is already in flight."""
+        """A wide executor: a long wave and its short tasks fit in its slots (what is in flight is released and
+        drained first, ``_make_room``)."""
         if self.harness is None:
             return False
         limit = compat.effective_parallelism(self.h.executor)
-        busy = sum(1 for t in self.tracked if t.outstanding and not t.dropped)
-        return limit is None or limit - busy >= LONG_WAVE + 2
+        return limit is None or limit >= LONG_WAVE + 2
+
+    def _make_room(self, wanted: int) -> None:
+        """Release held work and loop until ``wanted`` slots are free of this programme's outstanding work (or
+        an event budget passed: the wave then waits for slots, which judges nothing)."""
+        for item in self.tracked:
+            if item.awaits_release and item.task.key in self.h.tasks:
+                item.released = True
+                self.h.release(item.task)
+        limit = compat.effective_parallelism(self.h.executor)
+        if limit is None:
+            return
+        self._loop_until(lambda: limit - sum(1 for t in self.tracked if t.outstanding and not t.dropped
+                                             and t.task.key in self.h.tasks and not t.spec.unserved) >= wanted,
+                         self.h.budget("event"))
 
     def _loop_until(self, condition: Callable[[], bool], budget: float) -> None:
         """Scheduler loops until ``condition`` holds or ``budget`` is spent (no verdict here: the invariants
