@@ -49,7 +49,7 @@ def revoke_adds_no_event_and_never_raises(ctx: CheckContext) -> None:
     task = h.queue(Probe.new(ProbeKind.OK))
     unknown = compat.make_task("conformance_dag", "never_queued_task")
     before = dict(h.executor.event_buffer)
-    h.call("revoke_task(queued ti)", h.executor.revoke_task, ti=task.ti)
+    h.revoke(task)
     h.call("revoke_task(unknown ti)", h.executor.revoke_task, ti=unknown.ti)
     after = dict(h.executor.event_buffer)
     ctx.expect(after == before, f"revoke_task changed the event buffer: {before!r} -> {after!r}")

@@ -454,6 +454,12 @@ class SchedulerHarness:
                            self.executor.try_adopt_task_instances, list(tis))
         return list(result)
 
+    def revoke(self, task: QueuedTask) -> None:
+        """``revoke_task(ti=...)`` as stuck-in-queued handling calls it: the task is handed back (the executor
+        removes it from its backend, so it is not work left behind)."""
+        self.sandbox.mark_settled(task.task_id)
+        self.call(f"revoke_task({task.task_id})", self.executor.revoke_task, ti=task.ti)
+
     def stuck(self, tis: Sequence[Any]) -> list[str]:
         for ti in tis:  # handed back to the scheduler: the executor removes it from its backend (STUCK)
             task = self.tasks.get(ti.key)

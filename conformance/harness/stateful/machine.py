@@ -525,8 +525,7 @@ class ExecutorMachine(SpecProperties, RuleBasedStateMachine):
         item = next((t for t in (self.tracked[task], *self.tracked) if revocable(t)), None)
         if item is None:
             return
-        self.config.sandbox.mark_settled(item.task.task_id)  # handed back: the executor removes it from its backend
-        self.h.call(f"revoke_task({item.task.task_id})", self.h.executor.revoke_task, ti=item.task.ti)
+        self.h.revoke(item.task)
         item.dropped, item.dropped_at = True, time.monotonic()
 
     @precondition(lambda self: self.config.can_adopt and not self.ended and self.steps >= 3
