@@ -3,9 +3,9 @@ and report latency, the main budgets, an estimate of the run's length) and, whil
 line at least every ``EVERY`` seconds naming them -- a remote executor's run is never silent for minutes.
 
 The estimate is a model, not a promise: the overlapped contract checks cost about ``ROUND_TRIPS_PER_CHECK``
-calibrated round trips each, spread over the workers; the state machine its exploration budget over its
-lanes; a failing run adds the shrink budget and up to ``REPLAYS`` replays. ``benchmarks/RESULTS.md`` compares
-estimates with measured runs.
+calibrated round trips each, on the workers the state machine's lanes leave free; the state machine its
+exploration budget over its lanes; a failing run adds the shrink budget and up to three replays.
+``benchmarks/RESULTS.md`` compares estimates with measured runs.
 """
 
 from __future__ import annotations
@@ -17,19 +17,29 @@ from typing import Any
 
 #: seconds between two progress lines while nothing else was said
 EVERY = 30.0
-#: what one contract check costs, in calibrated round trips (measured on the reference executors, RESULTS.md)
-ROUND_TRIPS_PER_CHECK = 4.0
+#: what one contract check costs, in calibrated round trips, and at least (building and ending executors):
+#: measured on the reference LocalExecutor behind a 5 s round trip (198 check-seconds for 48 checks)
+ROUND_TRIPS_PER_CHECK = 1.0
+SECONDS_PER_CHECK = 0.5
+#: a replay of a failing programme, in round trips (a minimal programme is a few steps)
+ROUND_TRIPS_PER_REPLAY = 10.0
 
 OnProgress = Callable[[str], None]
 
 
 def estimate(model: Any, checks: int, workers: int, lanes: int) -> tuple[float, float]:
-    """Seconds a passing run is expected to take after calibration, and what a failing one may add."""
+    """Seconds a passing run is expected to take after calibration, and what a failing one may add.
+
+    The state machine's lanes explore for its budget over the lanes (and drain a few round trips); the
+    contract checks run on the workers the lanes leave free meanwhile, and on all of them after."""
     round_trip = max(float(model.calibration.round_trip), 0.05)
-    contract = checks * ROUND_TRIPS_PER_CHECK * round_trip / max(1, workers)
-    exploration = float(model.budget("state_machine")) / max(1, lanes) + float(model.budget("end"))
-    failing = float(model.budget("shrink")) + 2 * exploration / max(1, lanes)
-    return max(contract, exploration), failing
+    exploration = float(model.budget("state_machine")) / max(1, lanes) + 2 * round_trip
+    contract = checks * max(ROUND_TRIPS_PER_CHECK * round_trip, SECONDS_PER_CHECK)
+    free = max(1, workers - lanes)
+    left = contract - free * exploration
+    passing = exploration + left / max(1, workers) if left > 0 else max(exploration, contract / free)
+    failing = float(model.budget("shrink")) + 3 * ROUND_TRIPS_PER_REPLAY * round_trip
+    return passing, failing
 
 
 def plan(model: Any, checks: int, workers: int, lanes: int, ceiling_left: float | None) -> list[str]:
