@@ -110,25 +110,42 @@ def same_key_queued_twice_runs_once(ctx: CheckContext) -> None:
 
 
 @check("lifecycle.requeued_while_running_never_overlaps", clause="LIFE-3", needs=("parallel",),
-       title="a key queued again while it still runs is never run twice at the same time",
+       title="a deferred task re-queued while its run is still tearing down does not start beside it",
        expects=_SAME_KEY_EXPECTS,
        fix="Hold a key that is still running back until its previous run has finished (2.x's base does "
            "this while the key is in running; on 3.3 the executor has to).")
 def requeued_while_running_never_overlaps(ctx: CheckContext) -> None:
-    """A hanging task is queued again while it runs and kept running for an observation window;
-    after release and end(), its runs never overlapped."""
+    """The deferral race, as the scheduler makes it: a task's work ends (it deferred) while its process
+    tears down for a while; the same key is queued again at once, before a heartbeat. The second run must
+    not start before the first run's process is gone.
+
+    Judged by the installed base: where ``BaseExecutor.trigger_tasks`` holds such a key back while it is in
+    ``running`` (2.x, 3.0-3.2) an executor that starts it beside its previous run deviates from the base --
+    a failure. 3.3's base dispatches it at once, and Airflow's own executors start it beside the previous
+    run: there it is advice."""
     h = ctx.harness()
     task = h.queue(Probe.new(ProbeKind.HANG))
     wait_started(h, [task])
+    teardown = max(h.budget("window"), 1.0)
+    h.release(task, linger=teardown)  # its work ends now, its process `teardown` seconds later
+    h.wait_for(lambda: h.journal().finished(task.task_id), "the deferring run's work to end")
     h.queue_task(task)
-    h.observe(lambda: len(h.runs(task)) >= 2)  # a second run would start within this window
-    h.release(task)
-    h.drain(lambda: bool(h.terminal_events(task.key)), "the first run's terminal event")
+    h.observe(lambda: len(h.runs(task)) >= 2, window=teardown)  # a second run starting beside the first
+    h.drain(lambda: len(h.runs(task)) >= 2 and all(r.end is not None for r in h.runs(task)),
+            "the second run to start and end", tasks=[task], awaiting="terminal")
     h.end()
-    runs = h.runs(task)
-    overlap = h.journal().max_concurrency([task.task_id])
-    ctx.expect(overlap <= 1, f"{task.task_id} ran {overlap} times at once after being queued again while "
-               "running: " + "; ".join(r.describe() for r in runs))
+    first, *later = h.runs(task)
+    gone = first.exits if first.exits is not None else float("inf")
+    early = [r for r in later if r.started < gone]
+    if not early:
+        return
+    did = (f"{task.task_id} started again {gone - early[0].started:.2f}s before its previous run's "
+           f"process was gone (it deferred, then tore down for {teardown:.1f}s): "
+           + "; ".join(r.describe() for r in (first, *later)))
+    if compat.base_holds_back_requeued_keys():
+        raise ctx.fail(did)
+    raise ctx.advise(f"{did}. Airflow 3.3's base and its own executors do this too, so it is not a failure here; "
+                     "two supervisors of one try at once may still race on the task's final state")
 
 
 @check("lifecycle.at_most_once_per_try", clause="LIFE-4",

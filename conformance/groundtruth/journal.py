@@ -103,6 +103,12 @@ class ProbeRun:
         return None if self.end is None else str(self.end["outcome"])
 
     @property
+    def exits(self) -> float | None:
+        """When the run's process is gone at the latest: its work's end plus the teardown it was told to
+        linger for (a deferred task's process exits after its work)."""
+        return None if self.end is None else float(self.end["t"]) + float(self.end.get("linger", 0.0))
+
+    @property
     def worker_killed(self) -> bool | None:
         """For a ``killworker`` probe: whether it killed a process proven to be the executor's worker
         (None for other probes, or before it ended)."""

@@ -172,6 +172,7 @@ def run(probe: Probe, identity: dict[str, Any], via: str) -> int:
     if probe.delay_ms:
         time.sleep(probe.delay)  # the task's own work: sleeping IS the workload here
     outcome = probe.kind.value
+    linger = 0.0  # seconds the process stays alive after its work ended (a deferred task tearing down)
     if probe.kind is ProbeKind.HANG:
         deadline = time.monotonic() + max(HANG_SAFETY_SECONDS, _lifetime(jdir))
         while not _released(jdir, probe.nonce):
@@ -182,7 +183,8 @@ def run(probe: Probe, identity: dict[str, Any], via: str) -> int:
         else:
             linger, crash = _release_mode(jdir, probe.nonce)
             outcome = "released_crash" if crash else "released"
-    extra: dict[str, Any] = {}
+            linger = 0.0 if crash else linger
+    extra: dict[str, Any] = {"linger": linger} if linger > 0 else {}
     worker: int | None = None
     if probe.kind is ProbeKind.KILLWORKER and str(os.getpid()) != os.environ.get(SCHEDULER_PID_ENV):
         worker = executor_worker(os.getpid())
@@ -191,10 +193,8 @@ def run(probe: Probe, identity: dict[str, Any], via: str) -> int:
         extra["worker"] = worker if worker is not None else (os.getpid() if forked_by_scheduler(os.getpid())
                                                              else None)
     journal.append(jdir, {**base, "event": "end", "t": time.monotonic(), "outcome": outcome, **extra})
-    if outcome == "released":
-        linger, _ = _release_mode(jdir, probe.nonce)
-        if linger > 0:
-            time.sleep(linger)  # the task process tearing down after its work ended: the workload itself
+    if linger > 0:
+        time.sleep(linger)  # the task process tearing down after its work ended: the workload itself
     if outcome == "released_crash":
         sys.stdout.flush()
         os._exit(CRASH_EXIT_CODE)

@@ -92,6 +92,13 @@ def base_executor_class() -> type:
     return BaseExecutor
 
 
+def base_holds_back_requeued_keys() -> bool:
+    """Whether the installed ``BaseExecutor.trigger_tasks`` holds back a key queued again while it is still in
+    ``running`` (2.x and 3.0-3.2: ``RunningRetryAttemptType``); 3.3 dropped that block and dispatches at once.
+    Those versions still have the command path (``_process_tasks``) beside it; 3.3 removed both."""
+    return hasattr(base_executor_class(), "_process_tasks")
+
+
 def effective_parallelism(executor: Any) -> int | None:
     """The executor's real limit on tasks at once; None means unlimited (Airflow 2's ``parallelism = 0``,
     where the base heartbeat opens a slot per queued task and ``slots_available`` is ``sys.maxsize``)."""

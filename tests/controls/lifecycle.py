@@ -8,6 +8,7 @@ from typing import Any
 
 from airflow.executors.base_executor import BaseExecutor
 
+from conformance.harness import airflow_compat as compat
 from reference_executors._base import ReferenceExecutorBase
 from reference_executors._process import new_external_id
 from reference_executors.local import LocalExecutor
@@ -114,8 +115,10 @@ CONTROLS: dict[str, list[Control]] = {
                                                                 "is no terminal event")],
     "lifecycle.terminate_stops_work": [Control(TerminateDoesNothing, r"after terminate\(\) these tasks still run")],
     "lifecycle.same_key_queued_twice_runs_once": [Control(RunsTwiceIfQueuedTwice, "queued twice, ran 2 times")],
-    "lifecycle.requeued_while_running_never_overlaps": [Control(DispatchesRequeuedImmediately,
-                                                                "ran 2 times at once")],
+    # a failure where the installed base holds the key back (2.x); advice on 3.3, whose base does not
+    "lifecycle.requeued_while_running_never_overlaps": [Control(
+        DispatchesRequeuedImmediately, "started again .* before its previous run's process was gone",
+        advice=not compat.base_holds_back_requeued_keys())],
     "lifecycle.at_most_once_per_try": [
         Control(RunsEachTaskTwice, "launched the same try more than once"),
         Control(RelaunchesEveryHeartbeat, "launched the same try more than once.*tracked in running: 0")],

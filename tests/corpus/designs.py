@@ -35,7 +35,8 @@ class _Corpus(BaseExecutor):
     """Dispatch plumbing for both majors: 2.x ``execute_async`` (the base adds the key to ``running``), 3.3
     ``_process_workloads`` (the executor pops ``queued_tasks`` and adds to ``running`` itself)."""
 
-    is_local = True
+    is_local = True  # tasks run on this host (the remote designs say otherwise)
+    serve_logs = True
     supports_pickling = False
     supports_sentry = False
 
@@ -339,6 +340,9 @@ class JobService:
 
 class RemoteJobs(_Corpus):
     """Hands work to a remote job service in ``sync()`` and polls it there, synchronously, once per sync."""
+
+    is_local = False  # the service runs the tasks (here it stands in for another host)
+    serve_logs = False
 
     START_LATENCY = 0.5
     REPORT_LATENCY = 0.5

@@ -322,6 +322,12 @@ class ExecutorMachine(SpecProperties, RuleBasedStateMachine):
         first = [self.tracked[task]] if task is not None else []
         held = [t for t in self.tracked if t.awaits_release]
         item = next((t for t in (*first, *held, *self.tracked) if in_flight(t)), None)
+        if (item is None or not item.awaits_release) and self._room_for(1):
+            # No held task in flight: start one (a task about to defer), so that its process is still tearing
+            # down when its key comes back -- a short task's process may be gone before the next heartbeat.
+            built = self._start_one_held()
+            journal = self.h.journal()
+            item = built if built is not None and in_flight(built) else item
         if item is None:
             return None
         if item.awaits_release:
@@ -338,6 +344,23 @@ class ExecutorMachine(SpecProperties, RuleBasedStateMachine):
         item.requeued = True
         self._queue_again(item)
         return item
+
+    def _room_for(self, slots: int) -> bool:
+        """Whether ``slots`` more tasks of this programme could run now (held work may be added at all)."""
+        if not self.config.can_hold or self._outstanding_where(held=True) >= MAX_HELD:
+            return False
+        limit = compat.effective_parallelism(self.h.executor)
+        busy = sum(1 for t in self.tracked if t.outstanding and not t.dropped and t.task.key in self.h.tasks)
+        return limit is None or limit - busy >= slots
+
+    def _start_one_held(self) -> Tracked | None:
+        """Queue one held task and loop until it started (an event budget at most); None if it did not."""
+        numbers = self._queue_specs([TaskSpec(kind=HELD)])
+        if not numbers or not self.tracked[numbers[0]].spec.held:
+            return None
+        item = self.tracked[numbers[0]]
+        self._loop_until(lambda: self.h.journal().started(item.task.task_id), self.h.budget("event"))
+        return item if self.h.journal().started(item.task.task_id) else None
 
     @precondition(lambda self: not self.ended and self.config.can_hold and self._room_for_long_wave())
     @rule(target=tasks, shorts=st.integers(min_value=1, max_value=2))
