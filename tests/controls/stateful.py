@@ -198,10 +198,11 @@ CONTROLS: dict[str, list[Control]] = {
         Control(LateRunningAfterTerminal, "after its terminal event"),
         Control(BatchStopsAtKeyInFlight, "every accepted workload is queued, running or reported|every queued task "
                                          "gets a terminal event"),
-        # the wrong job's end is taken for the adopted task's: a wrong terminal state, or -- when the slot is taken
+        # the wrong job's end is taken for the adopted task's: a terminal state that is not what the task's own
+        # run did (whatever the runs were: released, crashed, their worker killed), or -- when the slot is taken
         # as free while the task's own work still runs -- new work started beside it
-        Control(WatchesAnotherTasksJob, "events match the journal: .*(released|released_crash)|started while .* of "
-                                        "them adopted"),
+        Control(WatchesAnotherTasksJob, "events match the journal: .* reported (success|failed); expected|started "
+                                        "while .* of them adopted"),
         Control(AdoptsBeyondParallelism, "adopted work holds slots"),
         Control(PagedStatusPoller, "work that ended has its terminal event within the report budget"),
         *((Control(ReReportsWorkloadWithNextTask, "second terminal event"),) if compat.has_other_workloads() else ())],
