@@ -126,7 +126,9 @@ def requeued_while_running_never_overlaps(ctx: CheckContext) -> None:
     h = ctx.harness()
     task = h.queue(Probe.new(ProbeKind.HANG))
     wait_started(h, [task])
-    teardown = max(h.budget("window"), 1.0)
+    # a deferred task's process tears down for about a second (longer where heartbeats are slow): long enough
+    # for the re-queue and the next heartbeat to land inside it, short enough to be a teardown
+    teardown = max(1.0, h.budget("heartbeat") / 10)
     h.release(task, linger=teardown)  # its work ends now, its process `teardown` seconds later
     h.wait_for(lambda: h.journal().finished(task.task_id), "the deferring run's work to end")
     h.queue_task(task)
