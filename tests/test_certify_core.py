@@ -111,7 +111,10 @@ def test_the_ceiling_makes_what_it_cuts_inconclusive_never_failed_or_passed() ->
     from conformance.harness.timing import CEILING_GRACE
 
     assert run["elapsed"] <= 0.15 * 60 + CEILING_GRACE + 30, run["elapsed"]
-    assert any(line.startswith("ceiling: ") for line in run["progress"]), run["progress"]
+    # Once calibrated, the plan names the ceiling (on a busy machine the ceiling may cut the calibration
+    # itself: then there is no plan to say, and every check is not started).
+    if run["progress"]:
+        assert any(line.startswith("ceiling: ") for line in run["progress"]), run["progress"]
 
 
 def test_bad_input_is_one_line() -> None:
