@@ -24,6 +24,10 @@ def test_the_plan_names_the_calibration_the_budgets_and_an_estimate() -> None:
 
 
 def test_a_failing_run_is_estimated_longer_and_lanes_shorten_the_exploration() -> None:
+    from conformance.certification import progress
+    from conformance.harness.stateful import REPLAYS
+
+    assert progress.REPLAYS == REPLAYS  # the estimate counts the replays the state machine really makes
     passing, failing_extra = estimate(_remote(), checks=48, workers=6, lanes=4)
     alone, _ = estimate(_remote(), checks=48, workers=1, lanes=1)
     assert failing_extra > 0 and alone > passing

@@ -21,8 +21,10 @@ EVERY = 30.0
 #: measured on the reference LocalExecutor behind a 5 s round trip (198 check-seconds for 48 checks)
 ROUND_TRIPS_PER_CHECK = 1.0
 SECONDS_PER_CHECK = 0.5
-#: a replay of a failing programme, in round trips (a minimal programme is a few steps)
+#: a replay of a failing programme, in round trips (a minimal programme is a few steps), and how many at most:
+#: ``conformance.harness.stateful.REPLAYS`` (not imported here: it imports hypothesis and Airflow)
 ROUND_TRIPS_PER_REPLAY = 10.0
+REPLAYS = 3
 
 OnProgress = Callable[[str], None]
 
@@ -38,7 +40,7 @@ def estimate(model: Any, checks: int, workers: int, lanes: int) -> tuple[float, 
     free = max(1, workers - lanes)
     left = contract - free * exploration
     passing = exploration + left / max(1, workers) if left > 0 else max(exploration, contract / free)
-    failing = float(model.budget("shrink")) + 3 * ROUND_TRIPS_PER_REPLAY * round_trip
+    failing = float(model.budget("shrink")) + REPLAYS * ROUND_TRIPS_PER_REPLAY * round_trip
     return passing, failing
 
 

@@ -156,7 +156,8 @@ def does_not_block(ctx: CheckContext) -> None:
     started = time.monotonic()
     h.heartbeat()  # guarded by the heartbeat budget: a heartbeat that waits for the held work never returns
     took = time.monotonic() - started
-    ended = [t.task_id for t in tasks if h.journal().finished(t.task_id)]
+    journal = h.journal()
+    ended = [t.task_id for t in tasks if journal.finished(t.task_id)]
     ctx.expect(not ended, f"heartbeat() returned after {took:.2f}s, only once held tasks had ended ({ended}): it "
                           "waited for task work")
     ctx.note(f"a heartbeat with two tasks in flight took {took:.2f}s (budget {h.budget('heartbeat'):.1f}s)")

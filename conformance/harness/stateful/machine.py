@@ -306,9 +306,7 @@ class ExecutorMachine(SpecProperties, RuleBasedStateMachine):
         the journal shows the work ended -- a scheduler only re-queues a TI whose run deferred -- then queue
         its key again. Nothing is re-queued when no run ends within an observation window (no situation, no
         judgement)."""
-        journal = self.h.journal()
-
-        def in_flight(t: Tracked) -> bool:
+        def in_flight(t: Tracked, journal: Journal) -> bool:
             # Only tasks that can defer: a run that succeeds (fails, crashes, ... do not defer), has started,
             # and is still the executor's (not queued, not reported).
             return (not t.dropped and not t.requeued and t.outstanding == 1
@@ -321,13 +319,13 @@ class ExecutorMachine(SpecProperties, RuleBasedStateMachine):
         # released, so the situation does not depend on timing), else the first one that is. Once per task.
         first = [self.tracked[task]] if task is not None else []
         held = [t for t in self.tracked if t.awaits_release]
-        item = next((t for t in (*first, *held, *self.tracked) if in_flight(t)), None)
+        journal = self.h.journal()
+        item = next((t for t in (*first, *held, *self.tracked) if in_flight(t, journal)), None)
         if (item is None or not item.awaits_release) and self._room_for(1):
             # No held task in flight: start one (a task about to defer), so that its process is still tearing
             # down when its key comes back -- a short task's process may be gone before the next heartbeat.
             built = self._start_one_held()
-            journal = self.h.journal()
-            item = built if built is not None and in_flight(built) else item
+            item = built if built is not None and in_flight(built, self.h.journal()) else item
         if item is None:
             return None
         if item.awaits_release:
@@ -350,8 +348,7 @@ class ExecutorMachine(SpecProperties, RuleBasedStateMachine):
         if not self.config.can_hold or self._outstanding_where(held=True) >= MAX_HELD:
             return False
         limit = compat.effective_parallelism(self.h.executor)
-        busy = sum(1 for t in self.tracked if t.outstanding and not t.dropped and t.task.key in self.h.tasks)
-        return limit is None or limit - busy >= slots
+        return limit is None or limit - self._busy() >= slots
 
     def _start_one_held(self) -> Tracked | None:
         """Queue one held task and loop until it started (an event budget at most); None if it did not."""
@@ -420,20 +417,25 @@ class ExecutorMachine(SpecProperties, RuleBasedStateMachine):
         limit = compat.effective_parallelism(self.h.executor)
         if limit is None:
             return
-        self._loop_until(lambda: limit - sum(1 for t in self.tracked if t.outstanding and not t.dropped
-                                             and t.task.key in self.h.tasks and not t.spec.unserved) >= wanted,
-                         self.h.budget("event"))
+        self._loop_until(lambda: limit - self._busy(served_only=True) >= wanted, self.h.budget("event"))
 
-    def _loop_until(self, condition: Callable[[], bool], budget: float) -> None:
+    def _loop_until(self, condition: Callable[[], bool], budget: float,
+                    what: str = "the situation to be built") -> None:
         """Scheduler loops until ``condition`` holds or ``budget`` is spent (no verdict here: the invariants
-        judge what the loops saw)."""
+        judge what the loops saw). The scheduler reads the buffer after every heartbeat (an executor may rely
+        on it: the buffer keeps one event per key), so a heartbeat here is always followed by a read."""
         def loop() -> None:
             self.h.heartbeat()
             self._take_events()
 
         with contextlib.suppress(WaitTimedOut):
-            wait_until(condition, "the situation to be built", budget, poll=0.02, each=loop)
+            wait_until(condition, what, budget, poll=0.02, each=loop)
         self._absorb()
+
+    def _busy(self, *, served_only: bool = False) -> int:
+        """Outstanding tasks of the live executor (``served_only``: not on a queue nobody serves)."""
+        return sum(1 for t in self.tracked if t.outstanding and not t.dropped and t.task.key in self.h.tasks
+                   and not (served_only and t.spec.unserved))
 
     @precondition(lambda self: not self.ended and any(t.awaits_release for t in self.tracked))
     @rule(task=tasks)
@@ -491,21 +493,12 @@ class ExecutorMachine(SpecProperties, RuleBasedStateMachine):
         step costs at most one observation window, and usually much less. Nothing to wait for: no wait."""
         self._did("await_progress")
         self._spend()
-        h = self.h
         if not self._progress_possible():
             return
         before = self._progress_mark()
-
-        def loop() -> None:
-            # The scheduler reads the buffer after every heartbeat (an executor may rely on it: the buffer
-            # keeps one event per key), so a heartbeat here is always followed by a read.
-            h.heartbeat()
-            self._take_events()
-
-        with contextlib.suppress(WaitTimedOut):  # nothing moved in a window: the invariants judge that
-            wait_until(lambda: self._progress_mark() != before, "the executor or its work to move",
-                       h.budget("window"), poll=0.02, each=loop)
-        self._absorb()
+        # nothing moved in a window: the invariants judge that
+        self._loop_until(lambda: self._progress_mark() != before, self.h.budget("window"),
+                         "the executor or its work to move")
 
     def _progress_possible(self) -> bool:
         """Whether anything can move without a rule's help: not when all that is left is held work and
@@ -612,9 +605,8 @@ class ExecutorMachine(SpecProperties, RuleBasedStateMachine):
         limit = compat.effective_parallelism(self.h.executor)
         in_flight = [t for t in self.tracked if t.awaits_release and t.outstanding and not t.dropped
                      and not t.requeued and t.task.key in self.h.tasks]
-        busy = sum(1 for t in self.tracked if t.outstanding and not t.dropped and t.task.key in self.h.tasks)
         wanted = ADOPTION_BATCH - len(in_flight)
-        if not self.config.can_hold or wanted <= 0 or (limit is not None and limit - busy < wanted):
+        if not self.config.can_hold or wanted <= 0 or (limit is not None and limit - self._busy() < wanted):
             return
         numbers = self._queue_specs([TaskSpec(kind=HELD, run=2, map_index=i) for i in range(wanted)], capped=False)
         states = compat.state_enum()
